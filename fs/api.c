@@ -1,0 +1,850 @@
+/* One CSIP API call: signing, transport, the error envelope, retries and
+ * pacing. */
+#include "api.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "log.h"
+#include "tc3.h"
+
+#define CONTENT_TYPE	   "application/json; charset=utf-8"
+#define MAX_ACTIONS	   16
+#define MAX_POOLED_HANDLES 8
+#define BACKOFF_FIRST_MS   250
+#define BACKOFF_MAX_MS	   8000
+
+/* The next moment a call of one action may be sent. */
+struct pace_slot {
+	char action[64];
+	double next_send; /* monotonic seconds */
+};
+
+struct api {
+	char *url;  /* endpoint with a trailing "/" */
+	char *host; /* Host header value, signed */
+	char *region;
+	char *cafile;
+	const struct config_credentials *credentials;
+	int max_attempts;
+	double deadline_seconds;
+	double call_interval; /* seconds between two calls of one action */
+	/* DNS and TLS sessions are shared; connections are not, because
+	 * libcurl 7.88 documents its shared connection cache as unsafe across
+	 * threads. Each pooled handle keeps its own connections instead. */
+	CURLSH *share;
+	pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+	pthread_mutex_t pool_lock;
+	CURL *pool[MAX_POOLED_HANDLES];
+	size_t pool_count;
+	pthread_mutex_t pace_lock;
+	struct pace_slot slots[MAX_ACTIONS];
+	size_t slot_count;
+	atomic_int_fast64_t clock_offset; /* server time minus local time */
+	atomic_uint_fast64_t calls;
+	atomic_uint_fast64_t retries;
+};
+
+/* A response being received. */
+struct response_buffer {
+	char *data;
+	size_t length;
+	size_t capacity;
+	bool too_large;
+	time_t server_date; /* from the Date header, 0 if none */
+};
+
+static double monotonic_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_seconds(double seconds)
+{
+	struct timespec ts;
+
+	if (seconds <= 0)
+		return;
+	ts.tv_sec = (time_t)seconds;
+	ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
+static void share_lock_cb(CURL *handle, curl_lock_data data,
+			  curl_lock_access access, void *user)
+{
+	struct api *api = user;
+
+	(void)handle;
+	(void)access;
+	if (data >= 0 && data < CURL_LOCK_DATA_LAST)
+		pthread_mutex_lock(&api->share_locks[data]);
+}
+
+static void share_unlock_cb(CURL *handle, curl_lock_data data, void *user)
+{
+	struct api *api = user;
+
+	(void)handle;
+	if (data >= 0 && data < CURL_LOCK_DATA_LAST)
+		pthread_mutex_unlock(&api->share_locks[data]);
+}
+
+/* Takes an idle handle, with its open connections, or makes a new one. */
+static CURL *take_handle(struct api *api)
+{
+	CURL *curl = NULL;
+
+	pthread_mutex_lock(&api->pool_lock);
+	if (api->pool_count > 0)
+		curl = api->pool[--api->pool_count];
+	pthread_mutex_unlock(&api->pool_lock);
+	return curl ? curl : curl_easy_init();
+}
+
+static void return_handle(struct api *api, CURL *curl)
+{
+	curl_easy_reset(curl);
+	pthread_mutex_lock(&api->pool_lock);
+	if (api->pool_count < MAX_POOLED_HANDLES) {
+		api->pool[api->pool_count++] = curl;
+		curl = NULL;
+	}
+	pthread_mutex_unlock(&api->pool_lock);
+	if (curl)
+		curl_easy_cleanup(curl);
+}
+
+/* Splits "https://host[:port][/]" into the URL to post to and the Host
+ * header value. */
+static int parse_endpoint(const char *endpoint, char **url, char **host,
+			  char *err, size_t err_size)
+{
+	const char *authority;
+	const char *end;
+	size_t length;
+
+	if (strncmp(endpoint, "https://", 8) == 0) {
+		authority = endpoint + 8;
+	} else if (strncmp(endpoint, "http://", 7) == 0) {
+		authority = endpoint + 7;
+	} else {
+		snprintf(err, err_size,
+			 "invalid endpoint %s: expected https://HOST[:PORT]",
+			 endpoint);
+		return -EINVAL;
+	}
+	end = strchr(authority, '/');
+	length = end ? (size_t)(end - authority) : strlen(authority);
+	if (length == 0 || (end && strcmp(end, "/") != 0) ||
+	    memchr(authority, '@', length) || memchr(authority, '?', length)) {
+		snprintf(err, err_size,
+			 "invalid endpoint %s: expected https://HOST[:PORT] "
+			 "without a path, query or user",
+			 endpoint);
+		return -EINVAL;
+	}
+	*host = strndup(authority, length);
+	if (!*host)
+		return -ENOMEM;
+	for (char *c = *host; *c; c++)
+		if (*c >= 'A' && *c <= 'Z')
+			*c = (char)(*c - 'A' + 'a');
+	if (asprintf(url, "%.*s/", (int)(authority - endpoint + length),
+		     endpoint) < 0) {
+		free(*host);
+		*host = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+int api_create(const struct api_options *options, struct api **out, char *err,
+	       size_t err_size)
+{
+	struct api *api;
+	double rate;
+	int rc;
+
+	*out = NULL;
+	if (!options->credentials || !options->credentials->secret_id ||
+	    !options->credentials->secret_key) {
+		snprintf(err, err_size, "missing credentials");
+		return -EINVAL;
+	}
+	api = calloc(1, sizeof(*api));
+	if (!api)
+		return -ENOMEM;
+	rc = parse_endpoint(options->endpoint ? options->endpoint
+					      : API_DEFAULT_ENDPOINT,
+			    &api->url, &api->host, err, err_size);
+	if (rc < 0)
+		goto fail;
+	rc = -ENOMEM;
+	if (options->region && *options->region &&
+	    !(api->region = strdup(options->region)))
+		goto fail;
+	if (options->cafile && !(api->cafile = strdup(options->cafile)))
+		goto fail;
+	api->credentials = options->credentials;
+	api->max_attempts =
+	    options->max_attempts > 0 ? options->max_attempts : 6;
+	api->deadline_seconds =
+	    options->deadline_seconds > 0 ? options->deadline_seconds : 60;
+	rate = options->calls_per_second > 0 ? options->calls_per_second : 20;
+	/* A tenth below the rate, so that jitter on the way cannot put one
+	 * call too many into the server's one-second window. */
+	api->call_interval = 1.1 / rate;
+	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_init(&api->share_locks[i], NULL);
+	pthread_mutex_init(&api->pool_lock, NULL);
+	pthread_mutex_init(&api->pace_lock, NULL);
+	api->share = curl_share_init();
+	if (!api->share)
+		goto fail_locks;
+	curl_share_setopt(api->share, CURLSHOPT_LOCKFUNC, share_lock_cb);
+	curl_share_setopt(api->share, CURLSHOPT_UNLOCKFUNC, share_unlock_cb);
+	curl_share_setopt(api->share, CURLSHOPT_USERDATA, api);
+	curl_share_setopt(api->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+	curl_share_setopt(api->share, CURLSHOPT_SHARE,
+			  CURL_LOCK_DATA_SSL_SESSION);
+	*out = api;
+	return 0;
+
+fail_locks:
+	pthread_mutex_destroy(&api->pace_lock);
+	pthread_mutex_destroy(&api->pool_lock);
+	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_destroy(&api->share_locks[i]);
+fail:
+	free(api->cafile);
+	free(api->region);
+	free(api->host);
+	free(api->url);
+	free(api);
+	return rc;
+}
+
+void api_destroy(struct api *api)
+{
+	if (!api)
+		return;
+	/* Handles that use the share go before the share. */
+	for (size_t i = 0; i < api->pool_count; i++)
+		curl_easy_cleanup(api->pool[i]);
+	if (api->share)
+		curl_share_cleanup(api->share);
+	pthread_mutex_destroy(&api->pace_lock);
+	pthread_mutex_destroy(&api->pool_lock);
+	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_destroy(&api->share_locks[i]);
+	free(api->cafile);
+	free(api->region);
+	free(api->host);
+	free(api->url);
+	free(api);
+}
+
+/* Waits until a call of action may be sent, spacing the calls of one action
+ * call_interval apart across all threads. */
+static void pace(struct api *api, const char *action)
+{
+	struct pace_slot *slot = NULL;
+	double now;
+	double send_at;
+
+	pthread_mutex_lock(&api->pace_lock);
+	for (size_t i = 0; i < api->slot_count; i++) {
+		if (strcmp(api->slots[i].action, action) == 0) {
+			slot = &api->slots[i];
+			break;
+		}
+	}
+	if (!slot && api->slot_count < MAX_ACTIONS) {
+		slot = &api->slots[api->slot_count++];
+		snprintf(slot->action, sizeof(slot->action), "%s", action);
+		slot->next_send = 0;
+	}
+	now = monotonic_seconds();
+	send_at = now;
+	if (slot) {
+		if (slot->next_send > now)
+			send_at = slot->next_send;
+		slot->next_send = send_at + api->call_interval;
+	}
+	pthread_mutex_unlock(&api->pace_lock);
+	sleep_seconds(send_at - now);
+}
+
+static size_t write_cb(char *data, size_t size, size_t count, void *user)
+{
+	struct response_buffer *buffer = user;
+	size_t length = size * count;
+	size_t capacity;
+	char *grown;
+
+	if (buffer->length + length > API_MAX_RESPONSE_BYTES) {
+		buffer->too_large = true;
+		return 0;
+	}
+	if (buffer->length + length + 1 > buffer->capacity) {
+		capacity = buffer->capacity ? buffer->capacity : 16384;
+		while (capacity < buffer->length + length + 1)
+			capacity *= 2;
+		grown = realloc(buffer->data, capacity);
+		if (!grown)
+			return 0;
+		buffer->data = grown;
+		buffer->capacity = capacity;
+	}
+	memcpy(buffer->data + buffer->length, data, length);
+	buffer->length += length;
+	buffer->data[buffer->length] = '\0';
+	return length;
+}
+
+static size_t header_cb(char *data, size_t size, size_t count, void *user)
+{
+	struct response_buffer *buffer = user;
+	size_t length = size * count;
+	char value[128];
+
+	if (length > 5 && length < sizeof(value) + 5 &&
+	    strncasecmp(data, "Date:", 5) == 0) {
+		memcpy(value, data + 5, length - 5);
+		value[length - 5] = '\0';
+		buffer->server_date = curl_getdate(value, NULL);
+		if (buffer->server_date < 0)
+			buffer->server_date = 0;
+	}
+	return length;
+}
+
+static int add_header(struct curl_slist **list, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int add_header(struct curl_slist **list, const char *fmt, ...)
+{
+	char line[2048];
+	struct curl_slist *grown;
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(line))
+		return -ENAMETOOLONG;
+	grown = curl_slist_append(*list, line);
+	/* NOTE: the line may hold the Authorization value or the session
+	 * token, so it is wiped before the stack frame is reused. */
+	explicit_bzero(line, sizeof(line));
+	if (!grown)
+		return -ENOMEM;
+	*list = grown;
+	return 0;
+}
+
+static void free_headers(struct curl_slist *list)
+{
+	for (struct curl_slist *h = list; h; h = h->next)
+		explicit_bzero(h->data, strlen(h->data));
+	curl_slist_free_all(list);
+}
+
+static void set_error(struct api_error *error, int errnum, long status,
+		      const char *code, const char *message,
+		      const char *request_id)
+{
+	error->errnum = errnum;
+	error->http_status = status;
+	snprintf(error->code, sizeof(error->code), "%s", code ? code : "");
+	snprintf(error->message, sizeof(error->message), "%s",
+		 message ? message : "");
+	snprintf(error->request_id, sizeof(error->request_id), "%s",
+		 request_id ? request_id : "");
+}
+
+static bool has_prefix(const char *text, const char *prefix)
+{
+	return strncmp(text, prefix, strlen(prefix)) == 0;
+}
+
+/* Whether code is prefix itself or one of its dotted sub-codes. */
+static bool code_in_family(const char *code, const char *prefix)
+{
+	size_t n = strlen(prefix);
+
+	return strncmp(code, prefix, n) == 0 &&
+	       (code[n] == '\0' || code[n] == '.');
+}
+
+bool api_code_is_retryable(const char *code)
+{
+	return code_in_family(code, "RequestLimitExceeded") ||
+	       code_in_family(code, "InternalError") ||
+	       code_in_family(code, "ResourceUnavailable") ||
+	       code_in_family(code, "ResourceInsufficient");
+}
+
+bool api_code_is_auth_failure(const char *code)
+{
+	return code_in_family(code, "AuthFailure") &&
+	       strcmp(code, "AuthFailure.UnauthorizedOperation") != 0;
+}
+
+static int errnum_for_code(const char *code)
+{
+	if (has_prefix(code, "AuthFailure") ||
+	    code_in_family(code, "UnauthorizedOperation") ||
+	    code_in_family(code, "OperationDenied"))
+		return EACCES;
+	if (code_in_family(code, "ResourceNotFound"))
+		return ENOENT;
+	return EIO;
+}
+
+/* The outcome of one attempt. */
+enum attempt_result {
+	ATTEMPT_OK,
+	ATTEMPT_RETRY,
+	ATTEMPT_CLOCK_SKEW,
+	ATTEMPT_FAIL,
+};
+
+/* Reads the envelope of a response body. */
+static enum attempt_result parse_envelope(const char *body, size_t length,
+					  long status, json_t **response,
+					  struct api_error *error)
+{
+	json_error_t json_error;
+	json_t *root;
+	json_t *inner;
+	json_t *fault;
+	const char *code;
+	const char *request_id;
+	char text[256];
+	enum attempt_result result;
+
+	root = json_loadb(body ? body : "", length, JSON_REJECT_DUPLICATES,
+			  &json_error);
+	inner = root ? json_object_get(root, "Response") : NULL;
+	if (!json_is_object(inner)) {
+		if (status >= 500) {
+			snprintf(text, sizeof(text),
+				 "HTTP %ld without an API response", status);
+			set_error(error, EIO, status, "", text, "");
+			result = ATTEMPT_RETRY;
+		} else {
+			snprintf(text, sizeof(text),
+				 "invalid API response (HTTP %ld, %zu bytes): "
+				 "%s",
+				 status, length,
+				 root ? "no Response object" : json_error.text);
+			set_error(error, EIO, status, "", text, "");
+			result = ATTEMPT_FAIL;
+		}
+		json_decref(root);
+		return result;
+	}
+	request_id = api_json_string(inner, "RequestId");
+	fault = json_object_get(inner, "Error");
+	if (json_is_object(fault)) {
+		code = api_json_string(fault, "Code");
+		set_error(error, errnum_for_code(code ? code : ""), status,
+			  code ? code : "UnknownError",
+			  api_json_string(fault, "Message"), request_id);
+		json_decref(root);
+		if (strcmp(error->code, "AuthFailure.SignatureExpire") == 0)
+			return ATTEMPT_CLOCK_SKEW;
+		if (api_code_is_retryable(error->code))
+			return ATTEMPT_RETRY;
+		return ATTEMPT_FAIL;
+	}
+	if (status != 200) {
+		snprintf(text, sizeof(text), "HTTP %ld", status);
+		set_error(error, EIO, status, "", text, request_id);
+		json_decref(root);
+		return status >= 500 ? ATTEMPT_RETRY : ATTEMPT_FAIL;
+	}
+	*response = json_incref(inner);
+	json_decref(root);
+	return ATTEMPT_OK;
+}
+
+int api_parse_response(const char *body, size_t length, long http_status,
+		       json_t **response, struct api_error *error,
+		       bool *retryable)
+{
+	enum attempt_result result;
+
+	*response = NULL;
+	memset(error, 0, sizeof(*error));
+	result = parse_envelope(body, length, http_status, response, error);
+	*retryable = result == ATTEMPT_RETRY || result == ATTEMPT_CLOCK_SKEW;
+	return result == ATTEMPT_OK ? 0 : -error->errnum;
+}
+
+static bool curl_code_is_retryable(CURLcode code)
+{
+	switch (code) {
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_PARTIAL_FILE:
+	case CURLE_HTTP2:
+	case CURLE_HTTP2_STREAM:
+	case CURLE_SSL_CONNECT_ERROR:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Sends one signed request and reads its envelope. */
+static enum attempt_result attempt(struct api *api, const char *action,
+				   const char *body, size_t body_length,
+				   json_t **response, struct api_error *error,
+				   time_t *server_date)
+{
+	struct response_buffer buffer = {0};
+	struct curl_slist *headers = NULL;
+	char authorization[1024];
+	char curl_error[CURL_ERROR_SIZE] = "";
+	char text[512];
+	int64_t timestamp;
+	enum attempt_result result = ATTEMPT_FAIL;
+	CURLcode code;
+	long status = 0;
+	CURL *curl;
+	int rc;
+
+	timestamp = (int64_t)time(NULL) + atomic_load(&api->clock_offset);
+	struct tc3_request sign = {
+	    .secret_id = api->credentials->secret_id,
+	    .secret_key = api->credentials->secret_key,
+	    .service = API_SERVICE,
+	    .host = api->host,
+	    .content_type = CONTENT_TYPE,
+	    .body = body,
+	    .body_len = body_length,
+	    .timestamp = timestamp,
+	};
+	rc = tc3_authorization(&sign, authorization, sizeof(authorization));
+	if (rc < 0) {
+		set_error(error, EIO, 0, "", "signing the request failed", "");
+		return ATTEMPT_FAIL;
+	}
+	rc = add_header(&headers, "Content-Type: %s", CONTENT_TYPE);
+	rc = rc ?: add_header(&headers, "Host: %s", api->host);
+	rc = rc ?: add_header(&headers, "X-TC-Action: %s", action);
+	rc = rc ?: add_header(&headers, "X-TC-Version: %s", API_VERSION);
+	rc = rc ?: add_header(&headers, "X-TC-Timestamp: %" PRId64, timestamp);
+	if (!rc && api->region)
+		rc = add_header(&headers, "X-TC-Region: %s", api->region);
+	if (!rc && api->credentials->token)
+		rc = add_header(&headers, "X-TC-Token: %s",
+				api->credentials->token);
+	rc = rc ?: add_header(&headers, "Authorization: %s", authorization);
+	rc = rc ?: add_header(&headers, "Expect:");
+	explicit_bzero(authorization, sizeof(authorization));
+	if (rc) {
+		set_error(error, EIO, 0, "", "building the request failed", "");
+		goto out;
+	}
+	curl = take_handle(api);
+	if (!curl) {
+		set_error(error, ENOMEM, 0, "", "curl_easy_init failed", "");
+		goto out;
+	}
+	curl_easy_setopt(curl, CURLOPT_URL, api->url);
+	curl_easy_setopt(curl, CURLOPT_SHARE, api->share);
+	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(curl, CURLOPT_POST, 1L);
+	curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long)body_length);
+	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 10L);
+	curl_easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
+	curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, curl_error);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &buffer);
+	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, header_cb);
+	curl_easy_setopt(curl, CURLOPT_HEADERDATA, &buffer);
+	if (api->cafile)
+		curl_easy_setopt(curl, CURLOPT_CAINFO, api->cafile);
+	code = curl_easy_perform(curl);
+	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+	return_handle(api, curl);
+	*server_date = buffer.server_date;
+	if (code != CURLE_OK) {
+		if (buffer.too_large) {
+			snprintf(text, sizeof(text),
+				 "API response larger than %d bytes",
+				 API_MAX_RESPONSE_BYTES);
+			set_error(error, EIO, status, "", text, "");
+			goto out;
+		}
+		if (code == CURLE_PEER_FAILED_VERIFICATION ||
+		    code == CURLE_SSL_CACERT_BADFILE) {
+			snprintf(text, sizeof(text),
+				 "certificate verification failed for %s: %s",
+				 api->host,
+				 *curl_error ? curl_error
+					     : curl_easy_strerror(code));
+		} else {
+			snprintf(text, sizeof(text), "%s: %s", api->host,
+				 *curl_error ? curl_error
+					     : curl_easy_strerror(code));
+		}
+		set_error(error, EIO, 0, "", text, "");
+		result =
+		    curl_code_is_retryable(code) ? ATTEMPT_RETRY : ATTEMPT_FAIL;
+		goto out;
+	}
+	result =
+	    parse_envelope(buffer.data, buffer.length, status, response, error);
+out:
+	free_headers(headers);
+	free(buffer.data);
+	return result;
+}
+
+static uint64_t random_below(uint64_t bound)
+{
+	uint64_t value = 0;
+
+	if (bound == 0)
+		return 0;
+	if (getrandom(&value, sizeof(value), 0) != sizeof(value))
+		value = (uint64_t)monotonic_seconds() * 2654435761u;
+	return value % bound;
+}
+
+int api_call(struct api *api, const char *action, json_t *request,
+	     json_t **response, struct api_error *error)
+{
+	char *body;
+	double start = monotonic_seconds();
+	double remaining;
+	double delay;
+	uint64_t backoff_ms = BACKOFF_FIRST_MS;
+	bool clock_corrected = false;
+	enum attempt_result result = ATTEMPT_FAIL;
+	time_t server_date;
+	char line[768];
+	int attempts = 0;
+
+	*response = NULL;
+	memset(error, 0, sizeof(*error));
+	body = request ? json_dumps(request, JSON_COMPACT) : strdup("{}");
+	if (!body) {
+		set_error(error, ENOMEM, 0, "", "encoding the request failed",
+			  "");
+		return -ENOMEM;
+	}
+	while (attempts < api->max_attempts) {
+		pace(api, action);
+		attempts++;
+		atomic_fetch_add(&api->calls, 1);
+		server_date = 0;
+		result = attempt(api, action, body, strlen(body), response,
+				 error, &server_date);
+		if (result == ATTEMPT_OK)
+			break;
+		if (result == ATTEMPT_CLOCK_SKEW && !clock_corrected &&
+		    server_date > 0) {
+			clock_corrected = true;
+			atomic_store(&api->clock_offset,
+				     (int64_t)server_date -
+					 (int64_t)time(NULL));
+			log_warning("%s: the API rejected the request "
+				    "timestamp; using the server clock, "
+				    "offset %" PRIdFAST64 " s",
+				    action, atomic_load(&api->clock_offset));
+			continue;
+		}
+		if (result != ATTEMPT_RETRY)
+			break;
+		remaining =
+		    api->deadline_seconds - (monotonic_seconds() - start);
+		if (attempts >= api->max_attempts || remaining <= 0)
+			break;
+		delay = (double)random_below(backoff_ms + 1) / 1000.0;
+		if (delay > remaining)
+			delay = remaining;
+		log_debug("%s: attempt %d failed (%s), retrying in %.3f s",
+			  action, attempts,
+			  api_format_error(error, line, sizeof(line)), delay);
+		atomic_fetch_add(&api->retries, 1);
+		sleep_seconds(delay);
+		backoff_ms = backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
+							     : backoff_ms * 2;
+	}
+	free(body);
+	error->attempts = attempts;
+	if (result == ATTEMPT_OK) {
+		log_debug("%s: ok after %d attempt%s, %.3f s", action, attempts,
+			  attempts == 1 ? "" : "s",
+			  monotonic_seconds() - start);
+		return 0;
+	}
+	if (error->errnum == 0)
+		error->errnum = EIO;
+	return -error->errnum;
+}
+
+char *api_format_error(const struct api_error *error, char *out, size_t size)
+{
+	int n;
+
+	n = snprintf(out, size, "%s%s%s", error->code, *error->code ? ": " : "",
+		     *error->message ? error->message : "unknown error");
+	if (n >= 0 && (size_t)n < size && *error->request_id)
+		n += snprintf(out + n, size - (size_t)n, " (RequestId %s)",
+			      error->request_id);
+	if (n >= 0 && (size_t)n < size && error->attempts > 1)
+		snprintf(out + n, size - (size_t)n, " after %d attempts",
+			 error->attempts);
+	return out;
+}
+
+void api_get_counts(struct api *api, uint64_t *calls, uint64_t *retries)
+{
+	*calls = atomic_load(&api->calls);
+	*retries = atomic_load(&api->retries);
+}
+
+int api_call_adapter(void *api, const char *action, json_t *request,
+		     json_t **response, struct api_error *error)
+{
+	return api_call(api, action, request, response, error);
+}
+
+int api_json_integer(const json_t *value, int64_t *out)
+{
+	const char *text;
+	char *end;
+	double real;
+	long long parsed;
+
+	if (json_is_integer(value)) {
+		*out = json_integer_value(value);
+		return 0;
+	}
+	if (json_is_real(value)) {
+		real = json_real_value(value);
+		if (!isfinite(real) || real != floor(real) ||
+		    fabs(real) > 9007199254740992.0)
+			return -EINVAL;
+		*out = (int64_t)real;
+		return 0;
+	}
+	if (json_is_string(value)) {
+		text = json_string_value(value);
+		if (*text == '\0' || strlen(text) > 20)
+			return -EINVAL;
+		errno = 0;
+		parsed = strtoll(text, &end, 10);
+		if (errno || *end != '\0')
+			return -EINVAL;
+		*out = parsed;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+const char *api_json_string(const json_t *object, const char *key)
+{
+	json_t *value = json_object_get(object, key);
+
+	return json_is_string(value) ? json_string_value(value) : NULL;
+}
+
+/* Sets Filter.Limit and Filter.Offset in request, creating Filter. */
+static int set_page(json_t *request, unsigned limit, uint64_t offset)
+{
+	json_t *filter = json_object_get(request, "Filter");
+
+	if (!json_is_object(filter)) {
+		filter = json_object();
+		if (!filter || json_object_set_new(request, "Filter", filter))
+			return -ENOMEM;
+	}
+	if (json_object_set_new(filter, "Limit", json_integer(limit)) ||
+	    json_object_set_new(filter, "Offset",
+				json_integer((json_int_t)offset)))
+		return -ENOMEM;
+	return 0;
+}
+
+int api_page(api_call_fn call, void *caller, const char *action,
+	     json_t *request, unsigned page_size, unsigned max_pages,
+	     api_item_fn on_item, void *ctx, struct api_error *error)
+{
+	json_t *page_request;
+	json_t *response = NULL;
+	json_t *data;
+	json_t *item;
+	int64_t total;
+	uint64_t offset = 0;
+	size_t count;
+	size_t index;
+	bool have_total;
+	int rc = 0;
+
+	if (page_size == 0 || page_size > 100)
+		page_size = 100;
+	if (max_pages == 0)
+		max_pages = 10000;
+	page_request = request ? json_deep_copy(request) : json_object();
+	if (!page_request)
+		return -ENOMEM;
+	for (unsigned page = 0; page < max_pages; page++) {
+		rc = set_page(page_request, page_size, offset);
+		if (rc < 0)
+			break;
+		rc = call(caller, action, page_request, &response, error);
+		if (rc < 0)
+			break;
+		have_total =
+		    api_json_integer(json_object_get(response, "TotalCount"),
+				     &total) == 0;
+		data = json_object_get(response, "Data");
+		count = json_is_array(data) ? json_array_size(data) : 0;
+		json_array_foreach(data, index, item)
+		{
+			rc = on_item(item, ctx);
+			if (rc < 0)
+				break;
+		}
+		json_decref(response);
+		response = NULL;
+		if (rc < 0)
+			break;
+		offset += count;
+		if (count < page_size ||
+		    (have_total && offset >= (uint64_t)(total < 0 ? 0 : total)))
+			break;
+	}
+	json_decref(page_request);
+	return rc;
+}

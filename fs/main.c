@@ -1,0 +1,586 @@
+/* csipfs: mounts Tencent Cloud CSIP scan reports as a read-only tree.
+ * This file owns the command line, the start-up checks and the mount. */
+#include <curl/curl.h>
+#include <errno.h>
+#include <fuse.h>
+#include <fuse_lowlevel.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <limits.h>
+#include <openssl/crypto.h>
+#include <pwd.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "cache.h"
+#include "catalog.h"
+#include "config.h"
+#include "fetch.h"
+#include "log.h"
+#include "ops.h"
+#include "reader.h"
+
+#define DEFAULT_CACHE_SIZE "4G"
+#define DEFAULT_DIR_TTL	   300
+#define DEFAULT_URL_TTL	   60
+
+struct options {
+	char *endpoint;
+	char *region;
+	char *profile;
+	char *cafile;
+	char *cache_dir;
+	char *cache_size;
+	char *dir_ttl;
+	char *url_ttl;
+	char *log_level;
+	char *positional[2];
+	int positional_count;
+	int show_help;
+	int show_version;
+	int foreground;
+	int debug;
+	int single_thread;
+	int bad_argument;
+};
+
+enum {
+	KEY_HELP,
+	KEY_VERSION,
+	KEY_FOREGROUND,
+	KEY_DEBUG,
+	KEY_SINGLE_THREAD,
+	KEY_DISCARD,
+	KEY_READ_WRITE,
+};
+
+#define OPTION(template, field)                                                \
+	{                                                                      \
+		template, offsetof(struct options, field), 0                   \
+	}
+
+static const struct fuse_opt option_spec[] = {
+    OPTION("endpoint=%s", endpoint),
+    OPTION("region=%s", region),
+    OPTION("profile=%s", profile),
+    OPTION("cafile=%s", cafile),
+    OPTION("cache_dir=%s", cache_dir),
+    OPTION("cache_size=%s", cache_size),
+    OPTION("dir_ttl=%s", dir_ttl),
+    OPTION("url_ttl=%s", url_ttl),
+    OPTION("log_level=%s", log_level),
+    FUSE_OPT_KEY("-h", KEY_HELP),
+    FUSE_OPT_KEY("--help", KEY_HELP),
+    FUSE_OPT_KEY("-V", KEY_VERSION),
+    FUSE_OPT_KEY("--version", KEY_VERSION),
+    FUSE_OPT_KEY("-f", KEY_FOREGROUND),
+    FUSE_OPT_KEY("-d", KEY_DEBUG),
+    FUSE_OPT_KEY("debug", KEY_DEBUG),
+    FUSE_OPT_KEY("-s", KEY_SINGLE_THREAD),
+    /* Options that only mount(8) and fstab use. */
+    FUSE_OPT_KEY("defaults", KEY_DISCARD),
+    FUSE_OPT_KEY("auto", KEY_DISCARD),
+    FUSE_OPT_KEY("noauto", KEY_DISCARD),
+    FUSE_OPT_KEY("user", KEY_DISCARD),
+    FUSE_OPT_KEY("nouser", KEY_DISCARD),
+    FUSE_OPT_KEY("users", KEY_DISCARD),
+    FUSE_OPT_KEY("_netdev", KEY_DISCARD),
+    FUSE_OPT_KEY("nofail", KEY_DISCARD),
+    FUSE_OPT_KEY("ro", KEY_DISCARD),
+    FUSE_OPT_KEY("rw", KEY_READ_WRITE),
+    FUSE_OPT_END,
+};
+
+static int handle_option(void *data, const char *arg, int key,
+			 struct fuse_args *outargs)
+{
+	struct options *options = data;
+
+	(void)outargs;
+	switch (key) {
+	case FUSE_OPT_KEY_NONOPT:
+		if (options->positional_count == 2) {
+			fprintf(stderr,
+				"csipfs: error: unexpected argument %s; "
+				"usage: csipfs [options] [PROFILE] "
+				"MOUNTPOINT\n",
+				arg);
+			options->bad_argument = 1;
+			return -1;
+		}
+		options->positional[options->positional_count++] = strdup(arg);
+		return 0;
+	case KEY_HELP:
+		options->show_help = 1;
+		return 0;
+	case KEY_VERSION:
+		options->show_version = 1;
+		return 0;
+	case KEY_FOREGROUND:
+		options->foreground = 1;
+		return 0;
+	case KEY_DEBUG:
+		options->debug = 1;
+		options->foreground = 1;
+		return 0;
+	case KEY_SINGLE_THREAD:
+		options->single_thread = 1;
+		return 0;
+	case KEY_DISCARD:
+		return 0;
+	case KEY_READ_WRITE:
+		fprintf(stderr, "csipfs: warning: ignoring rw: the mount is "
+				"always read-only\n");
+		return 0;
+	default:
+		return 1;
+	}
+}
+
+static void print_help(void)
+{
+	printf("usage: csipfs [-f] [-d] [-o OPT[,OPT...]] [PROFILE] "
+	       "MOUNTPOINT\n"
+	       "\n"
+	       "Mounts the Tencent Cloud Cloud Security Center (CSIP) scan "
+	       "reports of an\n"
+	       "account, read-only: MOUNTPOINT/ACCOUNT/TASK/REPORT.pdf\n"
+	       "\n"
+	       "options:\n"
+	       "  -f                  stay in the foreground, log to stderr\n"
+	       "  -d                  FUSE debug output (implies -f)\n"
+	       "  -s                  single-threaded\n"
+	       "  -h, --help          print this help\n"
+	       "  -V, --version       print the versions of csipfs and its "
+	       "libraries\n"
+	       "  -o endpoint=URL     API base URL (default %s)\n"
+	       "  -o region=NAME      sent as X-TC-Region (default "
+	       "$TENCENTCLOUD_REGION, else none)\n"
+	       "  -o profile=NAME     credentials profile, same as PROFILE "
+	       "(default \"default\")\n"
+	       "  -o cafile=FILE      CA bundle (PEM) for TLS verification "
+	       "(default: the system store)\n"
+	       "  -o cache_dir=DIR    cache location (default "
+	       "$XDG_CACHE_HOME/csipfs, else\n"
+	       "                      ~/.cache/csipfs; /var/cache/csipfs "
+	       "for root)\n"
+	       "  -o cache_size=SIZE  maximum bytes of cached report data, "
+	       "suffixes K, M, G, T\n"
+	       "                      (default %s; 0 keeps no report data "
+	       "on disk)\n"
+	       "  -o dir_ttl=SECONDS  how long a listing is trusted before "
+	       "it is refreshed\n"
+	       "                      (default %d)\n"
+	       "  -o url_ttl=SECONDS  how long after resolution a download "
+	       "URL may serve a\n"
+	       "                      later open (default %d; 0 resolves on "
+	       "every open)\n"
+	       "  -o log_level=LEVEL  error, warning, info or debug (default "
+	       "info)\n"
+	       "  -o allow_other      let other users read the mount (turns "
+	       "on\n"
+	       "                      default_permissions; needs "
+	       "user_allow_other in\n"
+	       "                      /etc/fuse.conf for non-root users)\n"
+	       "  -o uid=N,gid=N      owner of every file (default: the "
+	       "mounting user)\n"
+	       "  -o umask=M          permission bits to clear, octal "
+	       "(default: files 0444,\n"
+	       "                      directories 0555)\n"
+	       "\n"
+	       "Credentials: TENCENTCLOUD_SECRET_ID, TENCENTCLOUD_SECRET_KEY "
+	       "and\n"
+	       "TENCENTCLOUD_SESSION_TOKEN; else ~/.tencentcloud/credentials "
+	       "or\n"
+	       "/etc/tencentcloud/credentials, section [PROFILE]; else\n"
+	       "~/.tccli/PROFILE.credential. They are never accepted on the "
+	       "command line.\n",
+	       API_DEFAULT_ENDPOINT, DEFAULT_CACHE_SIZE, DEFAULT_DIR_TTL,
+	       DEFAULT_URL_TTL);
+}
+
+static void print_version(void)
+{
+	const curl_version_info_data *curl = curl_version_info(CURLVERSION_NOW);
+
+	printf("csipfs %s\n", CSIPFS_VERSION);
+	printf("libfuse %s\n", fuse_pkgversion());
+	printf("libcurl %s\n", curl->version);
+	printf("jansson %s\n", jansson_version_str());
+	printf("%s\n", OpenSSL_version(OPENSSL_VERSION));
+}
+
+static void free_options(struct options *options)
+{
+	free(options->endpoint);
+	free(options->region);
+	free(options->profile);
+	free(options->cafile);
+	free(options->cache_dir);
+	free(options->cache_size);
+	free(options->dir_ttl);
+	free(options->url_ttl);
+	free(options->log_level);
+	free(options->positional[0]);
+	free(options->positional[1]);
+}
+
+/* Creates dir and its missing parents with mode 0700. */
+static int make_directories(const char *dir)
+{
+	char path[PATH_MAX];
+	size_t length = strlen(dir);
+
+	if (length == 0 || length >= sizeof(path))
+		return -ENAMETOOLONG;
+	memcpy(path, dir, length + 1);
+	for (char *slash = path + 1; *slash; slash++) {
+		if (*slash != '/')
+			continue;
+		*slash = '\0';
+		if (mkdir(path, 0700) < 0 && errno != EEXIST)
+			return -errno;
+		*slash = '/';
+	}
+	if (mkdir(path, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/* Chooses the default cache directory. Returns a malloc'd path. */
+static char *default_cache_dir(void)
+{
+	const char *base = getenv("XDG_CACHE_HOME");
+	const char *home = getenv("HOME");
+	struct passwd *pw;
+	char *dir = NULL;
+
+	if (geteuid() == 0 && !base)
+		return strdup("/var/cache/csipfs");
+	if (base && base[0] == '/') {
+		if (asprintf(&dir, "%s/csipfs", base) < 0)
+			return NULL;
+		return dir;
+	}
+	if (!home || home[0] != '/') {
+		pw = getpwuid(getuid());
+		home = pw ? pw->pw_dir : NULL;
+	}
+	if (!home)
+		return NULL;
+	if (asprintf(&dir, "%s/.cache/csipfs", home) < 0)
+		return NULL;
+	return dir;
+}
+
+/* Everything the mount owns, released in reverse order by teardown(). */
+struct mount_state {
+	struct config_credentials credentials;
+	struct fetch *fetch;
+	struct api *api;
+	struct cache *cache;
+	struct catalog *catalog;
+	struct fuse *fuse;
+	bool mounted;
+	bool signals;
+	bool curl;
+};
+
+static void teardown(struct mount_state *state)
+{
+	if (state->signals)
+		fuse_remove_signal_handlers(fuse_get_session(state->fuse));
+	if (state->mounted)
+		fuse_unmount(state->fuse);
+	if (state->fuse)
+		fuse_destroy(state->fuse);
+	catalog_destroy(state->catalog);
+	reader_shutdown();
+	cache_close(state->cache);
+	api_destroy(state->api);
+	fetch_destroy(state->fetch);
+	config_credentials_clear(&state->credentials);
+	if (state->curl)
+		curl_global_cleanup();
+}
+
+/* Checks the option values; fills the parsed numbers. Returns 0, or -1
+ * after printing one line naming the bad value. */
+static int check_options(struct options *options, enum log_level *level,
+			 uint64_t *cache_size, unsigned *dir_ttl,
+			 unsigned *url_ttl)
+{
+	*level = LOG_LEVEL_INFO;
+	*dir_ttl = DEFAULT_DIR_TTL;
+	*url_ttl = DEFAULT_URL_TTL;
+	if (options->log_level &&
+	    log_parse_level(options->log_level, level) < 0) {
+		fprintf(stderr,
+			"csipfs: error: invalid log_level=%s: expected "
+			"error, warning, info or debug\n",
+			options->log_level);
+		return -1;
+	}
+	if (config_parse_size(options->cache_size ? options->cache_size
+						  : DEFAULT_CACHE_SIZE,
+			      cache_size) < 0) {
+		fprintf(stderr,
+			"csipfs: error: invalid cache_size=%s: expected a "
+			"byte count such as 512M or 4G\n",
+			options->cache_size);
+		return -1;
+	}
+	if (options->dir_ttl &&
+	    config_parse_seconds(options->dir_ttl, dir_ttl) < 0) {
+		fprintf(stderr,
+			"csipfs: error: invalid dir_ttl=%s: expected whole "
+			"seconds\n",
+			options->dir_ttl);
+		return -1;
+	}
+	if (options->url_ttl &&
+	    config_parse_seconds(options->url_ttl, url_ttl) < 0) {
+		fprintf(stderr,
+			"csipfs: error: invalid url_ttl=%s: expected whole "
+			"seconds\n",
+			options->url_ttl);
+		return -1;
+	}
+	if (options->cafile && access(options->cafile, R_OK) < 0) {
+		fprintf(stderr, "csipfs: error: cafile=%s: %s\n",
+			options->cafile, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Picks the profile and the mount point from the arguments. */
+static int check_arguments(struct options *options, const char **profile,
+			   char *mountpoint, size_t size)
+{
+	const char *target;
+	struct stat st;
+
+	if (options->positional_count == 0) {
+		fprintf(stderr, "csipfs: error: missing mount point; usage: "
+				"csipfs [options] [PROFILE] MOUNTPOINT\n");
+		return -1;
+	}
+	target = options->positional[options->positional_count - 1];
+	*profile = options->profile ? options->profile : "default";
+	if (options->positional_count == 2) {
+		if (options->profile &&
+		    strcmp(options->profile, options->positional[0]) != 0) {
+			fprintf(stderr,
+				"csipfs: error: profile %s and profile=%s "
+				"disagree; give one\n",
+				options->positional[0], options->profile);
+			return -1;
+		}
+		*profile = options->positional[0];
+	}
+	if (stat(target, &st) < 0) {
+		fprintf(stderr, "csipfs: error: mount point %s: %s\n", target,
+			strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr,
+			"csipfs: error: mount point %s is not a directory\n",
+			target);
+		return -1;
+	}
+	if (!realpath(target, mountpoint) || strlen(mountpoint) >= size) {
+		fprintf(stderr, "csipfs: error: mount point %s: %s\n", target,
+			strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int build_fuse_args(struct fuse_args *args, const char *profile,
+			   const struct options *options)
+{
+	char line[512];
+
+	snprintf(line, sizeof(line),
+		 "-oro,default_permissions,fsname=csipfs:%s,subtype=csipfs",
+		 profile);
+	if (fuse_opt_insert_arg(args, 1, line) < 0)
+		return -1;
+	if (options->debug && fuse_opt_add_arg(args, "-odebug") < 0)
+		return -1;
+	return 0;
+}
+
+static int run(struct fuse_args *args, struct options *options)
+{
+	struct mount_state state = {0};
+	struct ops_context ctx = {0};
+	struct fuse_loop_config *loop = NULL;
+	enum log_level level;
+	uint64_t cache_size;
+	unsigned dir_ttl;
+	unsigned url_ttl;
+	const char *profile;
+	char mountpoint[PATH_MAX];
+	char *cache_dir = NULL;
+	const char *region;
+	char err[1024] = "";
+	int status = 1;
+	int rc;
+
+	if (check_options(options, &level, &cache_size, &dir_ttl, &url_ttl) <
+		0 ||
+	    check_arguments(options, &profile, mountpoint, sizeof(mountpoint)) <
+		0)
+		return 1;
+	log_set_level(level);
+	if (build_fuse_args(args, profile, options) < 0)
+		return 1;
+
+	rc = config_load_credentials(profile, &state.credentials, err,
+				     sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "csipfs: error: %s\n", err);
+		return 1;
+	}
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		fprintf(stderr, "csipfs: error: curl_global_init failed\n");
+		goto out;
+	}
+	state.curl = true;
+
+	cache_dir = options->cache_dir ? strdup(options->cache_dir)
+				       : default_cache_dir();
+	if (!cache_dir) {
+		fprintf(stderr, "csipfs: error: no cache directory: set "
+				"cache_dir= or HOME\n");
+		goto out;
+	}
+	rc = make_directories(cache_dir);
+	if (rc < 0) {
+		fprintf(stderr, "csipfs: error: cache_dir=%s: %s\n", cache_dir,
+			strerror(-rc));
+		goto out;
+	}
+	rc = cache_open(cache_dir, cache_size, &state.cache, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "csipfs: error: %s\n", err);
+		goto out;
+	}
+
+	struct fetch_options fetch_options = {.cafile = options->cafile};
+
+	if (fetch_create(&fetch_options, &state.fetch) < 0) {
+		fprintf(stderr, "csipfs: error: setting up libcurl failed\n");
+		goto out;
+	}
+	region =
+	    options->region ? options->region : getenv("TENCENTCLOUD_REGION");
+	struct api_options api_options = {
+	    .endpoint = options->endpoint,
+	    .region = region,
+	    .cafile = options->cafile,
+	    .credentials = &state.credentials,
+	};
+
+	if (api_create(&api_options, &state.api, err, sizeof(err)) < 0) {
+		fprintf(stderr, "csipfs: error: %s\n", err);
+		goto out;
+	}
+	struct catalog_options catalog_options = {
+	    .api = state.api,
+	    .fetch = state.fetch,
+	    .cache = state.cache,
+	    .dir_ttl = dir_ttl,
+	    .url_ttl = url_ttl,
+	};
+
+	if (catalog_create(&catalog_options, &state.catalog) < 0) {
+		fprintf(stderr, "csipfs: error: out of memory\n");
+		goto out;
+	}
+
+	ctx.catalog = state.catalog;
+	ctx.cache = state.cache;
+	ctx.fetch = state.fetch;
+	ctx.uid = getuid();
+	ctx.gid = getgid();
+	ctx.attr_timeout = dir_ttl < 60 ? dir_ttl : 60;
+	/* fuse_new() checks the remaining options before any network call,
+	 * so that a typo fails at once. */
+	state.fuse = fuse_new(args, ops_operations(),
+			      sizeof(struct fuse_operations), &ctx);
+	if (!state.fuse)
+		goto out;
+
+	rc = catalog_load(state.catalog, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "csipfs: error: cannot mount %s: %s\n",
+			mountpoint, err);
+		goto out;
+	}
+	if (fuse_mount(state.fuse, mountpoint) != 0)
+		goto out;
+	state.mounted = true;
+	log_info("mounted profile %s on %s (cache %s, %" PRIu64 " bytes)",
+		 profile, mountpoint, cache_dir, cache_size);
+	if (fuse_daemonize(options->foreground) != 0)
+		goto out;
+	if (!options->foreground)
+		log_use_syslog();
+	if (fuse_set_signal_handlers(fuse_get_session(state.fuse)) != 0)
+		goto out;
+	state.signals = true;
+
+	if (options->single_thread) {
+		rc = fuse_loop(state.fuse);
+	} else {
+		loop = fuse_loop_cfg_create();
+		if (!loop)
+			goto out;
+		fuse_loop_cfg_set_clone_fd(loop, 0);
+		fuse_loop_cfg_set_idle_threads(loop, 16);
+		rc = fuse_loop_mt(state.fuse, loop);
+		fuse_loop_cfg_destroy(loop);
+	}
+	status = rc == 0 ? 0 : 1;
+	log_info("unmounted %s", mountpoint);
+out:
+	teardown(&state);
+	free(cache_dir);
+	return status;
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct options options = {0};
+	int status;
+
+	if (fuse_opt_parse(&args, &options, option_spec, handle_option) < 0) {
+		if (!options.bad_argument)
+			fprintf(stderr, "csipfs: error: invalid options\n");
+		free_options(&options);
+		fuse_opt_free_args(&args);
+		return 1;
+	}
+	if (options.show_help) {
+		print_help();
+		status = 0;
+	} else if (options.show_version) {
+		print_version();
+		status = 0;
+	} else {
+		status = run(&args, &options);
+	}
+	free_options(&options);
+	fuse_opt_free_args(&args);
+	return status;
+}
