@@ -1,8 +1,8 @@
 /* The tree of accounts, tasks and reports.
  *
- * One mutex guards the whole tree. Network calls happen with the mutex
- * released; a thread that needs a listing, a probe or a URL that another
- * thread is already fetching waits on the condition variable, then looks
+ * One mutex guards the whole tree, and network calls happen with it
+ * released. A thread that needs a listing, a probe or a URL that another
+ * thread is already fetching waits on the condition variable. Then it looks
  * its path up again from the root, because a refresh may have replaced the
  * structures it saw before. */
 #include "catalog.h"
@@ -19,7 +19,7 @@
 #include "log.h"
 #include "names.h"
 
-/* Longest wait for another thread's listing, probe or URL, in seconds. */
+/* Maximum wait for another thread's listing, probe or URL, in seconds. */
 #define WAIT_LIMIT_SECONDS 180
 /* Reports probed at once; each needs one block of memory. */
 #define PROBE_PARALLEL 8
@@ -467,6 +467,8 @@ static struct report *find_report_by_id(struct account *account, const char *id)
 	struct report *key = &probe;
 	struct report **found;
 
+	if (account->report_count == 0)
+		return NULL;
 	found = bsearch(&key, account->reports, account->report_count,
 			sizeof(*account->reports), compare_report_id);
 	return found ? *found : NULL;
@@ -796,6 +798,8 @@ static void drop_duplicate_ids(struct report_list *list)
 {
 	size_t kept = 0;
 
+	if (list->count == 0)
+		return;
 	qsort(list->items, list->count, sizeof(*list->items),
 	      compare_report_id);
 	for (size_t i = 0; i < list->count; i++) {
@@ -882,7 +886,8 @@ static int list_account(struct catalog *catalog, const char *key,
 		rc = -ENOMEM;
 		goto fail;
 	}
-	memcpy(by_task, list.items, list.count * sizeof(*by_task));
+	if (list.count > 0)
+		memcpy(by_task, list.items, list.count * sizeof(*by_task));
 	qsort(by_task, list.count, sizeof(*by_task), compare_task_id_then_time);
 	rc = build_tasks(key, by_task, list.count, &tasks, &task_count);
 	free(by_task);
@@ -1150,29 +1155,39 @@ static struct account *ensure_account(struct catalog *catalog, const char *name,
 	char *list_key;
 	char *key;
 	char *member_id;
+	char *wanted_key = NULL;
 
 	for (;;) {
 		*rc = ensure_accounts(catalog);
 		if (*rc < 0)
-			return NULL;
-		account = find_account_by_name(catalog, name);
+			break;
+		/* After the first round the account is found by key, since a
+		 * caller outside a group is renamed by its first listing. */
+		account = wanted_key ? find_account_by_key(catalog, wanted_key)
+				     : find_account_by_name(catalog, name);
 		if (!account) {
 			*rc = -ENOENT;
-			return NULL;
+			break;
 		}
-		if (account->listed && !is_stale(catalog, account->listed_at))
+		if (!wanted_key && !(wanted_key = strdup(account->key))) {
+			*rc = -ENOMEM;
+			break;
+		}
+		if (account->listed && !is_stale(catalog, account->listed_at)) {
+			free(wanted_key);
 			return account;
+		}
 		list_key = key_of("list", account->key, "");
 		if (!list_key) {
 			*rc = -ENOMEM;
-			return NULL;
+			break;
 		}
 		if (inflight_has(catalog, list_key)) {
 			free(list_key);
 			*rc = wait_for_change(catalog, deadline,
 					      "a report listing");
 			if (*rc < 0)
-				return NULL;
+				break;
 			continue;
 		}
 		key = strdup(account->key);
@@ -1184,7 +1199,7 @@ static struct account *ensure_account(struct catalog *catalog, const char *name,
 			free(member_id);
 			free(list_key);
 			*rc = -ENOMEM;
-			return NULL;
+			break;
 		}
 		pthread_mutex_unlock(&catalog->lock);
 		*rc = list_account(catalog, key, member_id);
@@ -1197,7 +1212,7 @@ static struct account *ensure_account(struct catalog *catalog, const char *name,
 			if (!account || !account->listed) {
 				free(key);
 				free(member_id);
-				return NULL;
+				break;
 			}
 			log_warning("account %s: keeping the previous "
 				    "listing; retrying in %d s",
@@ -1209,6 +1224,8 @@ static struct account *ensure_account(struct catalog *catalog, const char *name,
 		free(key);
 		free(member_id);
 	}
+	free(wanted_key);
+	return NULL;
 }
 
 /* ---- URL resolution ---- */
@@ -1413,7 +1430,7 @@ int catalog_resolve_url(struct catalog *catalog,
 
 /* ---- probing ---- */
 
-/* What one probe learned, kept until it is stored in the tree. */
+/* The result of one probe, kept until it is stored in the tree. */
 struct probe_outcome {
 	char id[CATALOG_MAX_ID_BYTES];
 	bool ok;

@@ -31,6 +31,9 @@ struct reader {
 	uint64_t block_index;
 	size_t block_length;
 	bool block_valid;
+	/* Links in the list of open readers. */
+	struct reader *prev;
+	struct reader *next;
 };
 
 /* A block fetch in progress, which other readers of the report wait for. */
@@ -45,6 +48,12 @@ struct flight {
 static pthread_mutex_t flights_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t flights_changed = PTHREAD_COND_INITIALIZER;
 static struct flight *flights;
+
+/* Open readers, so that those whose release the kernel never sent (it sends
+ * releases asynchronously, and an unmount may overtake them) are closed at
+ * shutdown. */
+static pthread_mutex_t readers_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct reader *readers;
 
 int reader_open(struct catalog *catalog, struct cache *cache,
 		struct fetch *fetch, const struct catalog_file *file,
@@ -68,6 +77,12 @@ int reader_open(struct catalog *catalog, struct cache *cache,
 			  file->account, file->report_id, strerror(-rc));
 		reader->entry = NULL;
 	}
+	pthread_mutex_lock(&readers_lock);
+	reader->next = readers;
+	if (readers)
+		readers->prev = reader;
+	readers = reader;
+	pthread_mutex_unlock(&readers_lock);
 	*out = reader;
 	return 0;
 }
@@ -85,6 +100,14 @@ void reader_close(struct reader *reader)
 {
 	if (!reader)
 		return;
+	pthread_mutex_lock(&readers_lock);
+	if (reader->prev)
+		reader->prev->next = reader->next;
+	else
+		readers = reader->next;
+	if (reader->next)
+		reader->next->prev = reader->prev;
+	pthread_mutex_unlock(&readers_lock);
 	if (reader->entry)
 		cache_entry_release(reader->entry);
 	forget_url(reader);
@@ -258,6 +281,17 @@ static void end_flight(const char *key, uint64_t index)
 
 void reader_shutdown(void)
 {
+	size_t open = 0;
+
+	while (readers) {
+		reader_close(readers);
+		open++;
+	}
+	if (open > 0)
+		log_debug(
+		    "closed %zu files whose release did not arrive before "
+		    "the unmount",
+		    open);
 	pthread_mutex_lock(&flights_lock);
 	while (flights) {
 		struct flight *next = flights->next;
@@ -316,7 +350,9 @@ static int load_block(struct reader *reader, uint64_t index)
 	rc = reader->entry
 		 ? cache_entry_store(reader->entry, index, buf, (size_t)length)
 		 : -ENOSPC;
-	if (rc < 0 && rc != -ENOSPC)
+	/* -ENOSPC: the cache is full. -ESTALE: the metadata changed since
+	 * the open. Either way the block is served from memory. */
+	if (rc < 0 && rc != -ENOSPC && rc != -ESTALE)
 		log_warning("account %s: report %s: caching block %" PRIu64
 			    " failed: %s",
 			    reader->file.account, reader->file.report_id, index,

@@ -32,7 +32,8 @@ bool reader_is_cached(struct reader *reader);
 
 void reader_close(struct reader *reader);
 
-/* Frees the table of fetches in flight; call once at unmount. */
+/* Closes every reader still open and frees the table of fetches in flight.
+ * Call once after the FUSE loop has ended and before cache_close(). */
 void reader_shutdown(void);
 
 #endif
