@@ -56,7 +56,6 @@ enum {
 	KEY_DEBUG,
 	KEY_SINGLE_THREAD,
 	KEY_DISCARD,
-	KEY_READ_WRITE,
 };
 
 #define OPTION(template, field)                                                \
@@ -91,8 +90,10 @@ static const struct fuse_opt option_spec[] = {
     FUSE_OPT_KEY("users", KEY_DISCARD),
     FUSE_OPT_KEY("_netdev", KEY_DISCARD),
     FUSE_OPT_KEY("nofail", KEY_DISCARD),
+    /* The mount is always read-only, and mount.fuse3 passes rw by
+     * default, so both are dropped here and ro is added again. */
     FUSE_OPT_KEY("ro", KEY_DISCARD),
-    FUSE_OPT_KEY("rw", KEY_READ_WRITE),
+    FUSE_OPT_KEY("rw", KEY_DISCARD),
     FUSE_OPT_END,
 };
 
@@ -132,10 +133,6 @@ static int handle_option(void *data, const char *arg, int key,
 		options->single_thread = 1;
 		return 0;
 	case KEY_DISCARD:
-		return 0;
-	case KEY_READ_WRITE:
-		fprintf(stderr, "csipfs: warning: ignoring rw: the mount is "
-				"always read-only\n");
 		return 0;
 	default:
 		return 1;
@@ -412,6 +409,9 @@ static int build_fuse_args(struct fuse_args *args, const char *profile,
 		 "-oro,default_permissions,fsname=csipfs:%s,subtype=csipfs",
 		 profile);
 	if (fuse_opt_insert_arg(args, 1, line) < 0)
+		return -1;
+	/* Last, so that a suid or dev from fstab cannot override them. */
+	if (fuse_opt_add_arg(args, "-onosuid,nodev") < 0)
 		return -1;
 	if (options->debug && fuse_opt_add_arg(args, "-odebug") < 0)
 		return -1;
