@@ -148,6 +148,15 @@ class Emulator:
     def set_rate_limit(self, count):
         self._service.configure(rate_limit=count)
 
+    def set_store_url(self, url=None):
+        """Point the download URLs at another object store, such as a
+        scriptable server that misbehaves; None restores nginx.
+
+        The other store gets the same object paths and the same secure_link
+        query, so it can check or ignore them.
+        """
+        self._service.store_url = url or self.state["store_url"]
+
     def inject_fault(self, action, code="InternalError", count=1,
                      http_status=200, delay=0.0):
         """Make the next count calls of action fail.
