@@ -184,3 +184,20 @@ def test_emulator_protocol_selfcheck(tmp_path):
     passed = [line for line in result.stdout.splitlines()
               if line.startswith("ok: ")]
     assert len(passed) >= 13, f"only {len(passed)} checks ran:\n{result.stdout}"
+
+
+def test_meson_install_copies_binary_and_man_page(csipfs_bin, tmp_path):
+    build_dir = pathlib.Path(csipfs_bin).resolve().parents[1]
+    destination = tmp_path / "root"
+    result = run(["meson", "install", "--no-rebuild", "-C", str(build_dir),
+                  "--destdir",
+                  str(destination)], text=True)
+    assert result.returncode == 0, f"meson install failed:\n{result.stdout}"
+    installed = {str(p.relative_to(destination))
+                 for p in destination.rglob("*") if p.is_file()}
+    binaries = [p for p in installed if p.endswith("bin/csipfs")]
+    pages = [p for p in installed if p.endswith("man1/csipfs.1")]
+    assert len(binaries) == 1, f"installed files: {sorted(installed)}"
+    assert len(pages) == 1, f"installed files: {sorted(installed)}"
+    assert os.access(destination / binaries[0], os.X_OK), (
+        "the installed csipfs is not executable")
