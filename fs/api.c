@@ -22,12 +22,29 @@
 #define MAX_POOLED_HANDLES 8
 #define BACKOFF_FIRST_MS   250
 #define BACKOFF_MAX_MS	   8000
+/* The lowest pacing rate, in calls per second, after RequestLimitExceeded. */
+#define PACE_MIN_RATE 1.0
+/* The server counts calls in one-second windows, so after a rejection the
+ * action pauses this long before its next call, in seconds. */
+#define PACE_LIMIT_PAUSE 1.0
+/* Seconds after a call that got no HTTP response at all during which each
+ * call makes one attempt only, so that reads fail fast while the API is
+ * down. */
+#define UNREACHABLE_HOLD 10.0
 
-/* The next moment a call of one action may be sent. */
+/* The pacing state of one action. */
 struct pace_slot {
 	char action[64];
-	double next_send; /* monotonic seconds */
+	double next_send;   /* monotonic seconds */
+	double rate;	    /* calls per second now */
+	unsigned successes; /* accepted calls since the rate last changed */
+	double limited_at;  /* last RequestLimitExceeded, monotonic seconds */
+	/* Send times of the last calls, a ring of PACE_HISTORY entries. */
+	double sent[32];
+	unsigned sent_next;
 };
+
+#define PACE_HISTORY 32
 
 struct api {
 	char *url;  /* endpoint with a trailing "/" */
@@ -37,7 +54,8 @@ struct api {
 	const struct config_credentials *credentials;
 	int max_attempts;
 	double deadline_seconds;
-	double call_interval; /* seconds between two calls of one action */
+	double request_timeout; /* seconds for one attempt */
+	double max_rate;	/* calls per second and action, at most */
 	/* DNS and TLS sessions are shared; connections are not, because
 	 * libcurl 7.88 documents its shared connection cache as unsafe across
 	 * threads. Each pooled handle keeps its own connections instead. */
@@ -50,8 +68,11 @@ struct api {
 	struct pace_slot slots[MAX_ACTIONS];
 	size_t slot_count;
 	atomic_int_fast64_t clock_offset; /* server time minus local time */
+	/* Until when (monotonic milliseconds) calls make one attempt. */
+	atomic_uint_fast64_t unreachable_until_ms;
 	atomic_uint_fast64_t calls;
 	atomic_uint_fast64_t retries;
+	atomic_bool cancelled; /* set by api_cancel() */
 };
 
 /* A response being received. */
@@ -63,12 +84,32 @@ struct response_buffer {
 	time_t server_date; /* from the Date header, 0 if none */
 };
 
+static uint64_t random_below(uint64_t bound);
+
 static double monotonic_seconds(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_seconds(double seconds);
+
+/* Sleeps in slices, so that api_cancel() ends the wait within about 50 ms.
+ * Returns 0, or -ECANCELED. */
+static int sleep_unless_cancelled(struct api *api, double seconds)
+{
+	double end = monotonic_seconds() + seconds;
+	double left;
+
+	while (!atomic_load(&api->cancelled)) {
+		left = end - monotonic_seconds();
+		if (left <= 0)
+			return 0;
+		sleep_seconds(left < 0.05 ? left : 0.05);
+	}
+	return -ECANCELED;
 }
 
 static void sleep_seconds(double seconds)
@@ -205,9 +246,9 @@ int api_create(const struct api_options *options, struct api **out, char *err,
 	api->deadline_seconds =
 	    options->deadline_seconds > 0 ? options->deadline_seconds : 60;
 	rate = options->calls_per_second > 0 ? options->calls_per_second : 20;
-	/* A tenth below the rate, so that jitter on the way cannot put one
-	 * call too many into the server's one-second window. */
-	api->call_interval = 1.1 / rate;
+	api->max_rate = rate > 20 ? 20 : rate;
+	api->request_timeout =
+	    options->request_timeout > 0 ? options->request_timeout : 30;
 	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_init(&api->share_locks[i], NULL);
 	pthread_mutex_init(&api->pool_lock, NULL);
@@ -258,35 +299,121 @@ void api_destroy(struct api *api)
 	free(api);
 }
 
-/* Waits until a call of action may be sent, spacing the calls of one action
- * call_interval apart across all threads. */
-static void pace(struct api *api, const char *action)
+/* Finds or adds the pacing slot of action. Call with pace_lock held.
+ * Returns NULL when MAX_ACTIONS slots are taken: that action is unpaced. */
+static struct pace_slot *find_slot(struct api *api, const char *action)
 {
-	struct pace_slot *slot = NULL;
+	struct pace_slot *slot;
+
+	for (size_t i = 0; i < api->slot_count; i++)
+		if (strcmp(api->slots[i].action, action) == 0)
+			return &api->slots[i];
+	if (api->slot_count == MAX_ACTIONS)
+		return NULL;
+	slot = &api->slots[api->slot_count++];
+	memset(slot, 0, sizeof(*slot));
+	snprintf(slot->action, sizeof(slot->action), "%s", action);
+	slot->rate = api->max_rate;
+	return slot;
+}
+
+/* The gap between two calls at rate: a tenth longer than 1 / rate, so that
+ * jitter on the way cannot put one call too many into the server's
+ * one-second window. */
+static double pace_interval(double rate)
+{
+	return 1.1 / rate;
+}
+
+/* Waits until a call of action may be sent, spacing the calls of one action
+ * by its current rate across all threads. A thread claims its send time only
+ * when that time has come, so a rate lowered meanwhile applies to every
+ * waiting thread. Returns 0, or -ETIMEDOUT when the wait would pass
+ * deadline (monotonic seconds). */
+static int pace(struct api *api, const char *action, double deadline)
+{
+	struct pace_slot *slot;
 	double now;
-	double send_at;
+	double wait;
+
+	for (;;) {
+		if (atomic_load(&api->cancelled))
+			return -ECANCELED;
+		pthread_mutex_lock(&api->pace_lock);
+		slot = find_slot(api, action);
+		now = monotonic_seconds();
+		if (!slot || slot->next_send <= now) {
+			if (slot) {
+				slot->next_send =
+				    now + pace_interval(slot->rate);
+				slot->sent[slot->sent_next++ % PACE_HISTORY] =
+				    now;
+			}
+			pthread_mutex_unlock(&api->pace_lock);
+			return 0;
+		}
+		wait = slot->next_send - now;
+		pthread_mutex_unlock(&api->pace_lock);
+		if (now + wait > deadline)
+			return -ETIMEDOUT;
+		if (sleep_unless_cancelled(api, wait) < 0)
+			return -ECANCELED;
+	}
+}
+
+/* Adjusts the rate of action after a call. RequestLimitExceeded halves the
+ * rate, with a floor of PACE_MIN_RATE, and caps it at 0.9 times the calls
+ * the server accepted in the last second, because its limit is no higher.
+ * It also pauses the action for PACE_LIMIT_PAUSE plus up to 0.25 s of
+ * jitter. Each run of 2 * rate accepted calls raises the rate by a tenth,
+ * up to max_rate. */
+static void pace_feedback(struct api *api, const char *action, bool limited)
+{
+	struct pace_slot *slot;
+	double now = monotonic_seconds();
+	double rate;
+	unsigned recent = 0;
 
 	pthread_mutex_lock(&api->pace_lock);
-	for (size_t i = 0; i < api->slot_count; i++) {
-		if (strcmp(api->slots[i].action, action) == 0) {
-			slot = &api->slots[i];
-			break;
+	slot = find_slot(api, action);
+	if (!slot) {
+		pthread_mutex_unlock(&api->pace_lock);
+		return;
+	}
+	if (!limited) {
+		if (++slot->successes >= (unsigned)(2 * slot->rate) + 1 &&
+		    slot->rate < api->max_rate) {
+			slot->rate *= 1.1;
+			if (slot->rate > api->max_rate)
+				slot->rate = api->max_rate;
+			slot->successes = 0;
 		}
+		pthread_mutex_unlock(&api->pace_lock);
+		return;
 	}
-	if (!slot && api->slot_count < MAX_ACTIONS) {
-		slot = &api->slots[api->slot_count++];
-		snprintf(slot->action, sizeof(slot->action), "%s", action);
-		slot->next_send = 0;
+	slot->successes = 0;
+	slot->next_send =
+	    now + PACE_LIMIT_PAUSE + (double)random_below(250) / 1000.0;
+	/* Calls sent before the first rejection was seen are rejected in the
+	 * same window: they extend the pause but lower the rate only once. */
+	if (slot->limited_at > 0 && now - slot->limited_at < PACE_LIMIT_PAUSE) {
+		pthread_mutex_unlock(&api->pace_lock);
+		return;
 	}
-	now = monotonic_seconds();
-	send_at = now;
-	if (slot) {
-		if (slot->next_send > now)
-			send_at = slot->next_send;
-		slot->next_send = send_at + api->call_interval;
-	}
+	slot->limited_at = now;
+	for (unsigned i = 0; i < PACE_HISTORY; i++)
+		if (slot->sent[i] > 0 && now - slot->sent[i] < 1.0)
+			recent++;
+	rate = slot->rate / 2;
+	/* The rejected call itself was one too many. */
+	if (recent > 1 && 0.9 * (recent - 1) < rate)
+		rate = 0.9 * (recent - 1);
+	if (rate < PACE_MIN_RATE)
+		rate = PACE_MIN_RATE;
+	slot->rate = rate;
 	pthread_mutex_unlock(&api->pace_lock);
-	sleep_seconds(send_at - now);
+	log_info("%s: request limit exceeded; pacing at %.1f calls/s", action,
+		 rate);
 }
 
 static size_t write_cb(char *data, size_t size, size_t count, void *user)
@@ -331,6 +458,25 @@ static size_t header_cb(char *data, size_t size, size_t count, void *user)
 			buffer->server_date = 0;
 	}
 	return length;
+}
+
+/* libcurl progress callback: a nonzero return aborts the transfer. */
+static int abort_if_cancelled(void *user, curl_off_t download_total,
+			      curl_off_t downloaded, curl_off_t upload_total,
+			      curl_off_t uploaded)
+{
+	struct api *api = user;
+
+	(void)download_total;
+	(void)downloaded;
+	(void)upload_total;
+	(void)uploaded;
+	return atomic_load(&api->cancelled) ? 1 : 0;
+}
+
+void api_cancel(struct api *api)
+{
+	atomic_store(&api->cancelled, true);
 }
 
 static int add_header(struct curl_slist **list, const char *fmt, ...)
@@ -425,12 +571,116 @@ enum attempt_result {
 	ATTEMPT_FAIL,
 };
 
+/* Returns the length of the valid UTF-8 sequence at text (at most length
+ * bytes), or 0 if the byte at text does not start one. This is the rule of
+ * names_sanitize(): RFC 3629 without overlong forms, surrogates or code
+ * points above U+10FFFF. */
+static size_t utf8_sequence_length(const unsigned char *text, size_t length)
+{
+	unsigned char lead = text[0];
+	unsigned char low = 0x80;
+	unsigned char high = 0xbf;
+	size_t size;
+
+	if (lead < 0x80)
+		return 1;
+	if (lead >= 0xc2 && lead <= 0xdf)
+		size = 2;
+	else if (lead >= 0xe0 && lead <= 0xef)
+		size = 3;
+	else if (lead >= 0xf0 && lead <= 0xf4)
+		size = 4;
+	else
+		return 0;
+	if (size > length)
+		return 0;
+	if (lead == 0xe0)
+		low = 0xa0;
+	else if (lead == 0xed)
+		high = 0x9f;
+	else if (lead == 0xf0)
+		low = 0x90;
+	else if (lead == 0xf4)
+		high = 0x8f;
+	if (text[1] < low || text[1] > high)
+		return 0;
+	for (size_t i = 2; i < size; i++)
+		if (text[i] < 0x80 || text[i] > 0xbf)
+			return 0;
+	return size;
+}
+
+int api_repair_body(const char *body, size_t length, char **out,
+		    size_t *out_length)
+{
+	const unsigned char *in = (const unsigned char *)(body ? body : "");
+	bool in_string = false;
+	bool escaped = false;
+	size_t used = 0;
+	size_t capacity = length + length / 8 + 16;
+	char *repaired;
+
+	repaired = malloc(capacity);
+	if (!repaired)
+		return -ENOMEM;
+	for (size_t i = 0; i < length;) {
+		size_t size = utf8_sequence_length(in + i, length - i);
+
+		/* One step writes at most 6 bytes (a \u00XX escape), and
+		 * the terminating NUL needs one more. */
+		if (used + 7 > capacity) {
+			char *grown;
+
+			capacity *= 2;
+			grown = realloc(repaired, capacity);
+			if (!grown) {
+				free(repaired);
+				return -ENOMEM;
+			}
+			repaired = grown;
+		}
+
+		if (size == 0) {
+			memcpy(repaired + used, "\xef\xbf\xbd", 3);
+			used += 3;
+			i++;
+			escaped = false;
+			continue;
+		}
+		if (size == 1 && in_string && in[i] < 0x20 && !escaped) {
+			used +=
+			    (size_t)sprintf(repaired + used, "\\u%04x", in[i]);
+			i++;
+			continue;
+		}
+		if (size == 1) {
+			if (escaped)
+				escaped = false;
+			else if (in_string && in[i] == '\\')
+				escaped = true;
+			else if (in[i] == '"')
+				in_string = !in_string;
+		} else {
+			escaped = false;
+		}
+		memcpy(repaired + used, in + i, size);
+		used += size;
+		i += size;
+	}
+	repaired[used] = '\0';
+	*out = repaired;
+	*out_length = used;
+	return 0;
+}
+
 /* Reads the envelope of a response body. */
 static enum attempt_result parse_envelope(const char *body, size_t length,
 					  long status, json_t **response,
 					  struct api_error *error)
 {
 	json_error_t json_error;
+	char *repaired;
+	size_t repaired_length;
 	json_t *root;
 	json_t *inner;
 	json_t *fault;
@@ -439,8 +689,14 @@ static enum attempt_result parse_envelope(const char *body, size_t length,
 	char text[256];
 	enum attempt_result result;
 
-	root = json_loadb(body ? body : "", length, JSON_REJECT_DUPLICATES,
-			  &json_error);
+	if (api_repair_body(body, length, &repaired, &repaired_length) < 0) {
+		set_error(error, ENOMEM, status, "",
+			  "out of memory reading the API response", "");
+		return ATTEMPT_FAIL;
+	}
+	root = json_loadb(repaired, repaired_length,
+			  JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &json_error);
+	free(repaired);
 	inner = root ? json_object_get(root, "Response") : NULL;
 	if (!json_is_object(inner)) {
 		if (status >= 500) {
@@ -520,8 +776,8 @@ static bool curl_code_is_retryable(CURLcode code)
 /* Sends one signed request and reads its envelope. */
 static enum attempt_result attempt(struct api *api, const char *action,
 				   const char *body, size_t body_length,
-				   json_t **response, struct api_error *error,
-				   time_t *server_date)
+				   double timeout, json_t **response,
+				   struct api_error *error, time_t *server_date)
 {
 	struct response_buffer buffer = {0};
 	struct curl_slist *headers = NULL;
@@ -581,10 +837,14 @@ static enum attempt_result attempt(struct api *api, const char *action,
 	curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
 	curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long)body_length);
 	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 10L);
-	curl_easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
+	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
+			 (long)(timeout < 10 ? timeout * 1000 : 10000));
+	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000));
 	curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, curl_error);
+	curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, abort_if_cancelled);
+	curl_easy_setopt(curl, CURLOPT_XFERINFODATA, api);
+	curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
 	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &buffer);
 	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, header_cb);
@@ -643,6 +903,7 @@ int api_call(struct api *api, const char *action, json_t *request,
 	     json_t **response, struct api_error *error)
 {
 	char *body;
+	int rc;
 	double start = monotonic_seconds();
 	double remaining;
 	double delay;
@@ -652,6 +913,8 @@ int api_call(struct api *api, const char *action, json_t *request,
 	time_t server_date;
 	char line[768];
 	int attempts = 0;
+	int max_attempts = api->max_attempts;
+	bool answered = false;
 
 	*response = NULL;
 	memset(error, 0, sizeof(*error));
@@ -661,13 +924,41 @@ int api_call(struct api *api, const char *action, json_t *request,
 			  "");
 		return -ENOMEM;
 	}
-	while (attempts < api->max_attempts) {
-		pace(api, action);
+	if ((uint64_t)(start * 1000) < atomic_load(&api->unreachable_until_ms))
+		max_attempts = 1;
+	while (attempts < max_attempts) {
+		rc = pace(api, action, start + api->deadline_seconds);
+		if (rc == -ECANCELED) {
+			set_error(error, EIO, 0, "", "the mount is ending", "");
+			break;
+		}
+		if (rc < 0) {
+			if (attempts == 0)
+				set_error(error, EIO, 0, "",
+					  "the call was not sent before its "
+					  "deadline",
+					  "");
+			break;
+		}
+		remaining =
+		    api->deadline_seconds - (monotonic_seconds() - start);
+		if (remaining < 0.001)
+			break;
 		attempts++;
 		atomic_fetch_add(&api->calls, 1);
 		server_date = 0;
-		result = attempt(api, action, body, strlen(body), response,
-				 error, &server_date);
+		result = attempt(api, action, body, strlen(body),
+				 remaining < api->request_timeout
+				     ? remaining
+				     : api->request_timeout,
+				 response, error, &server_date);
+		if (result != ATTEMPT_RETRY || error->http_status != 0)
+			answered = true;
+		if (result == ATTEMPT_OK)
+			pace_feedback(api, action, false);
+		else if (result == ATTEMPT_RETRY &&
+			 code_in_family(error->code, "RequestLimitExceeded"))
+			pace_feedback(api, action, true);
 		if (result == ATTEMPT_OK)
 			break;
 		if (result == ATTEMPT_CLOCK_SKEW && !clock_corrected &&
@@ -686,7 +977,7 @@ int api_call(struct api *api, const char *action, json_t *request,
 			break;
 		remaining =
 		    api->deadline_seconds - (monotonic_seconds() - start);
-		if (attempts >= api->max_attempts || remaining <= 0)
+		if (attempts >= max_attempts || remaining <= 0)
 			break;
 		delay = (double)random_below(backoff_ms + 1) / 1000.0;
 		if (delay > remaining)
@@ -695,11 +986,22 @@ int api_call(struct api *api, const char *action, json_t *request,
 			  action, attempts,
 			  api_format_error(error, line, sizeof(line)), delay);
 		atomic_fetch_add(&api->retries, 1);
-		sleep_seconds(delay);
+		if (sleep_unless_cancelled(api, delay) < 0) {
+			set_error(error, EIO, 0, "", "the mount is ending", "");
+			result = ATTEMPT_FAIL;
+			break;
+		}
 		backoff_ms = backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
 							     : backoff_ms * 2;
 	}
 	free(body);
+	if (answered)
+		atomic_store(&api->unreachable_until_ms, 0);
+	else if (attempts > 0)
+		atomic_store(
+		    &api->unreachable_until_ms,
+		    (uint64_t)((monotonic_seconds() + UNREACHABLE_HOLD) *
+			       1000));
 	error->attempts = attempts;
 	if (result == ATTEMPT_OK) {
 		log_debug("%s: ok after %d attempt%s, %.3f s", action, attempts,
@@ -841,8 +1143,12 @@ int api_page(api_call_fn call, void *caller, const char *action,
 		if (rc < 0)
 			break;
 		offset += count;
-		if (count < page_size ||
+		if (count == 0 ||
 		    (have_total && offset >= (uint64_t)(total < 0 ? 0 : total)))
+			break;
+		/* A short page ends the list unless TotalCount promises more,
+		 * since a server may cap Limit below page_size. */
+		if (count < page_size && !have_total)
 			break;
 	}
 	json_decref(page_request);

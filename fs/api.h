@@ -25,7 +25,11 @@ struct api_options {
 	const struct config_credentials *credentials; /* must outlive the api */
 	int max_attempts;			      /* 0 means 6 */
 	double deadline_seconds; /* for all attempts of one call; 0 means 60 */
-	double calls_per_second; /* per action; 0 means 20 */
+	/* Maximum calls per second and action, 0 means 20 (also the cap).
+	 * After RequestLimitExceeded the client lowers an action's rate and
+	 * raises it again slowly after a run of successes. */
+	double calls_per_second;
+	double request_timeout; /* seconds for one attempt; 0 means 30 */
 };
 
 /* Why a call failed. Fields are "" when unknown. */
@@ -54,17 +58,34 @@ void api_destroy(struct api *api);
  * connection errors) are retried with exponential backoff and full jitter,
  * within max_attempts and deadline_seconds. AuthFailure.SignatureExpire
  * makes the client take its clock offset from the server's Date header and
- * retry once. Other errors are returned at once. */
+ * retry once. Other errors are returned at once. Within 10 seconds after a
+ * call that got no HTTP response in any attempt, each call makes a single
+ * attempt, so that callers fail fast while the API is down. */
 int api_call(struct api *api, const char *action, json_t *request,
 	     json_t **response, struct api_error *error);
 
+/* Copies length bytes of a response body into a new NUL-terminated buffer
+ * (*out, length in *out_length) that jansson accepts: each byte that is not
+ * part of a valid UTF-8 sequence (RFC 3629: no overlong forms, surrogates or
+ * code points above U+10FFFF) becomes U+FFFD, the same rule as
+ * names_sanitize(), and a raw control byte inside a JSON string becomes a
+ * \u00XX escape. The output has at most 6 * length + 1 bytes. Returns 0,
+ * or -ENOMEM. */
+int api_repair_body(const char *body, size_t length, char **out,
+		    size_t *out_length);
+
 /* Reads a response body: the "Response" object on success (a new
  * reference in *response), or the error envelope, an HTML error page or
- * invalid JSON as error. Sets *retryable when a later attempt may succeed.
- * Returns 0 or a negated errno. */
+ * invalid JSON as error. The body is repaired by api_repair_body() first,
+ * and strings may contain U+0000. Sets *retryable when a later attempt may
+ * succeed. Returns 0 or a negated errno. */
 int api_parse_response(const char *body, size_t length, long http_status,
 		       json_t **response, struct api_error *error,
 		       bool *retryable);
+
+/* Makes every call in progress or waiting to be sent fail at once with EIO,
+ * and every later call too. Used when the mount ends. Thread-safe. */
+void api_cancel(struct api *api);
 
 /* Formats error as one line: "Code: Message (RequestId R, HTTP S)".
  * Returns out. */
@@ -83,10 +104,12 @@ void api_get_counts(struct api *api, uint64_t *calls, uint64_t *retries);
 /* Pages a list call. For each page, sets Filter.Limit to page_size (at most
  * 100) and Filter.Offset in a copy of request, calls action, and hands each
  * element of the response's "Data" array to on_item. Stops when the
- * elements seen reach TotalCount (an integer or a numeric string), when a
- * page comes back short or empty, or after max_pages pages (0 means
- * 10000), whichever comes first. Returns 0, the first negated errno from
- * api_call() (error filled), or on_item's negative return. */
+ * elements seen reach TotalCount (an integer, an integral real or a numeric
+ * string), when a page comes back empty, when a page comes back short and
+ * no TotalCount promises more (a server may cap Limit below page_size), or
+ * after max_pages pages (0 means 10000), whichever comes first. Returns 0, the
+ * first negated errno from api_call() (error filled), or on_item's negative
+ * return. */
 typedef int (*api_item_fn)(json_t *item, void *ctx);
 typedef int (*api_call_fn)(void *caller, const char *action, json_t *request,
 			   json_t **response, struct api_error *error);

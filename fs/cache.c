@@ -35,6 +35,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,6 +47,19 @@
 #define LOCK_RETRY_MS	    100
 #define META_MAX_SIZE	    65536
 #define HASH_HEX_SIZE	    64
+/* Report data is not written while less than this share (1/20, 5%) of the
+ * cache filesystem would stay free. */
+#define SPACE_RESERVE_DIVISOR 20
+/* Seconds a statvfs() result of the cache filesystem is reused. Blocks
+ * stored meanwhile are subtracted from its free space. */
+#define SPACE_CHECK_SECONDS 1.0
+/* A write failure of each cause is logged at once, then at most once in
+ * this many seconds, with the count of those not logged. */
+#define FAILURE_LOG_SECONDS 60.0
+#define FAILURE_SLOTS	    8
+/* The cause of a refused write when the filesystem is short of space. It
+ * cannot collide with an errno, which is positive. */
+#define CAUSE_LOW_SPACE (-1)
 /* Report sizes at or above this are rejected, so that block offsets and
  * byte sums never overflow. */
 #define MAX_REPORT_SIZE ((int64_t)1 << 62)
@@ -82,6 +96,13 @@ struct cache_entry {
 	bool stale;	     /* metadata changed, so it serves nothing */
 };
 
+/* The log rate limit of one cause of write failures. */
+struct failure_slot {
+	int cause; /* an errno, CAUSE_LOW_SPACE, or 0 for an unused slot */
+	double logged_at;
+	unsigned long suppressed;
+};
+
 struct cache {
 	char *path;
 	int dir_fd;
@@ -96,6 +117,16 @@ struct cache {
 	size_t entry_count;
 	struct cache_entry *lru_head; /* least recently used */
 	struct cache_entry *lru_tail;
+	/* Also guarded by lock: the free and total bytes of the cache
+	 * filesystem from the statvfs() at space_checked_at (CLOCK_MONOTONIC
+	 * seconds), less the bytes stored since. */
+	bool space_known;
+	double space_checked_at;
+	uint64_t space_free;
+	uint64_t space_total;
+
+	pthread_mutex_t failure_lock;
+	struct failure_slot failures[FAILURE_SLOTS];
 };
 
 /* CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), computed eight bytes
@@ -311,6 +342,75 @@ static int open_private_file(int dir_fd, const char *path, int flags)
 		return status;
 	}
 	return fd;
+}
+
+static double monotonic_seconds(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+}
+
+/* Decides whether a write failure with cause (an errno or CAUSE_LOW_SPACE)
+ * is logged now: the first of each cause is, then at most one every
+ * FAILURE_LOG_SECONDS. Stores in *suppressed how many were not logged since
+ * the last one that was. Causes beyond FAILURE_SLOTS share the last slot. */
+static bool admit_failure_log(struct cache *cache, int cause,
+			      unsigned long *suppressed)
+{
+	double now = monotonic_seconds();
+	struct failure_slot *slot = &cache->failures[FAILURE_SLOTS - 1];
+	bool admit;
+	int i;
+
+	pthread_mutex_lock(&cache->failure_lock);
+	for (i = 0; i < FAILURE_SLOTS; i++) {
+		if (cache->failures[i].cause == cause ||
+		    cache->failures[i].cause == 0) {
+			slot = &cache->failures[i];
+			break;
+		}
+	}
+	admit = slot->cause != cause ||
+		now - slot->logged_at >= FAILURE_LOG_SECONDS;
+	if (admit) {
+		*suppressed = slot->cause == cause ? slot->suppressed : 0;
+		slot->cause = cause;
+		slot->logged_at = now;
+		slot->suppressed = 0;
+	} else {
+		slot->suppressed++;
+	}
+	pthread_mutex_unlock(&cache->failure_lock);
+	return admit;
+}
+
+static void log_write_failure(struct cache *cache, int cause, const char *fmt,
+			      ...) __attribute__((format(printf, 3, 4)));
+
+/* Logs a warning about a write the cache could not do, rate limited per
+ * cause by admit_failure_log(). */
+static void log_write_failure(struct cache *cache, int cause, const char *fmt,
+			      ...)
+{
+	unsigned long suppressed = 0;
+	char message[1024];
+	va_list args;
+
+	if (!admit_failure_log(cache, cause, &suppressed))
+		return;
+	va_start(args, fmt);
+	vsnprintf(message, sizeof(message), fmt, args);
+	va_end(args);
+	if (suppressed > 0)
+		log_warning("%s (%lu more failures of this cause in the last "
+			    "%.0f s were not logged)",
+			    message, suppressed, FAILURE_LOG_SECONDS);
+	else
+		log_warning("%s (repeats of this cause are logged at most "
+			    "once in %.0f s)",
+			    message, FAILURE_LOG_SECONDS);
 }
 
 /* The table of entries, keyed by hash. */
@@ -724,8 +824,9 @@ int cache_put_meta(struct cache *cache, const char *key,
 		cache_entry_release(pinned);
 	}
 	if (status != 0)
-		log_warning("cache: cannot write the metadata of entry %s: %s",
-			    hash, strerror(-status));
+		log_write_failure(cache, -status,
+				  "cache: cannot write %s/v1/%.2s/%s/meta: %s",
+				  cache->path, hash, hash, strerror(-status));
 	return status;
 }
 
@@ -1100,7 +1201,16 @@ long cache_entry_read(struct cache_entry *entry, uint64_t offset, size_t length,
 		       (off_t)(index * CACHE_BLOCK_SIZE + offset_in_block));
 
 	pthread_mutex_lock(&entry->lock);
-	if (entry->generation != generation) {
+	if (entry->generation != generation &&
+	    (entry->block_flags[index] & BLOCK_VERIFIED)) {
+		/* Another block was dropped meanwhile, or this one was and has
+		 * been stored again. Either way its bytes on disk are valid
+		 * while the lock is held. */
+		n = pread_full(
+		    entry->data_fd, buf, length,
+		    (off_t)(index * CACHE_BLOCK_SIZE + offset_in_block));
+	}
+	if (!(entry->block_flags[index] & BLOCK_VERIFIED)) {
 		status = -ENOENT;
 	} else if (n < 0 || (size_t)n < length) {
 		log_warning("cache: dropped block %" PRIu64 " of entry %s: %s",
@@ -1162,9 +1272,105 @@ static void unreserve_space(struct cache *cache, struct cache_entry *entry,
 	pthread_mutex_unlock(&cache->lock);
 }
 
-/* Creates the data and index files of an entry on its first store. Called
+/* Refreshes the free space of the cache filesystem when the last statvfs()
+ * is older than SPACE_CHECK_SECONDS, or when force is set. Called with
+ * cache->lock held. A failed statvfs() leaves the space unknown, and then
+ * only the write itself can fail. */
+static void refresh_space(struct cache *cache, bool force)
+{
+	double now = monotonic_seconds();
+	struct statvfs st;
+
+	if (!force && cache->space_known &&
+	    now - cache->space_checked_at < SPACE_CHECK_SECONDS)
+		return;
+	cache->space_known = fstatvfs(cache->v1_fd, &st) == 0;
+	cache->space_checked_at = now;
+	if (cache->space_known) {
+		cache->space_free = (uint64_t)st.f_bavail * st.f_frsize;
+		cache->space_total = (uint64_t)st.f_blocks * st.f_frsize;
+	}
+}
+
+static bool space_allows(const struct cache *cache, size_t length)
+{
+	uint64_t reserve = cache->space_total / SPACE_RESERVE_DIVISOR;
+
+	return !cache->space_known || cache->space_free >= reserve + length;
+}
+
+/* Claims length bytes of the cache filesystem for a block of entry, so that
+ * at least 5% of the filesystem stays free. When it is short, evicts closed
+ * entries, least recently used first, until the block fits. Called with
+ * cache->lock held. Returns 0, or -ENOSPC with the free and total bytes in
+ * *free_bytes and *total_bytes. */
+static int claim_disk_space(struct cache *cache, struct cache_entry *entry,
+			    size_t length, uint64_t *free_bytes,
+			    uint64_t *total_bytes)
+{
+	struct cache_entry *candidate = cache->lru_head;
+
+	refresh_space(cache, false);
+	while (!space_allows(cache, length) && candidate) {
+		struct cache_entry *next = candidate->lru_next;
+
+		if (candidate->refcount == 0 && candidate != entry) {
+			log_debug("cache: evicted entry %s (%" PRIu64
+				  " bytes) because the filesystem of %s is "
+				  "short of space",
+				  candidate->hash, candidate->bytes,
+				  cache->path);
+			evict_entry(cache, candidate);
+			refresh_space(cache, true);
+		}
+		candidate = next;
+	}
+	if (!space_allows(cache, length)) {
+		*free_bytes = cache->space_free;
+		*total_bytes = cache->space_total;
+		return -ENOSPC;
+	}
+	if (cache->space_known)
+		cache->space_free -= length;
+	return 0;
+}
+
+/* Claims room for length bytes of entry both within max_bytes and on the
+ * cache filesystem. Returns 0 or -ENOSPC, which it logs. */
+static int claim_space(struct cache *cache, struct cache_entry *entry,
+		       size_t length)
+{
+	uint64_t free_bytes = 0;
+	uint64_t total_bytes = 0;
+	int status;
+
+	pthread_mutex_lock(&cache->lock);
+	status =
+	    claim_disk_space(cache, entry, length, &free_bytes, &total_bytes);
+	if (status == 0) {
+		status = reserve_space(cache, entry, length);
+		if (status != 0 && cache->space_known)
+			cache->space_free += length;
+	} else {
+		pthread_mutex_unlock(&cache->lock);
+		log_write_failure(cache, CAUSE_LOW_SPACE,
+				  "cache: not storing report data in %s: %s "
+				  "(%" PRIu64 " of %" PRIu64 " bytes free, "
+				  "below the 5%% kept free); reads continue "
+				  "without the cache",
+				  cache->path, strerror(ENOSPC), free_bytes,
+				  total_bytes);
+		return status;
+	}
+	pthread_mutex_unlock(&cache->lock);
+	return status;
+}
+
+/* Creates the data and index files of an entry on its first store, and on
+ * failure writes the path that failed, relative to v1, into failed. Called
  * with entry->lock held. Returns 0 or a negated errno. */
-static int create_entry_files(struct cache_entry *entry)
+static int create_entry_files(struct cache_entry *entry, char *failed,
+			      size_t failed_size)
 {
 	struct cache *cache = entry->cache;
 	unsigned char header[INDEX_HEADER_SIZE];
@@ -1173,10 +1379,14 @@ static int create_entry_files(struct cache_entry *entry)
 
 	snprintf(path, sizeof(path), "%.2s", entry->hash);
 	status = make_private_dir(cache->v1_fd, path);
-	if (status == 0)
-		status = make_private_dir(cache->v1_fd, entry->dir);
-	if (status != 0)
+	if (status == 0) {
+		snprintf(path, sizeof(path), "%s", entry->dir);
+		status = make_private_dir(cache->v1_fd, path);
+	}
+	if (status != 0) {
+		snprintf(failed, failed_size, "%s", path);
 		return status;
+	}
 
 	entry_path(path, sizeof(path), entry->hash, "data");
 	entry->data_fd =
@@ -1204,7 +1414,44 @@ static int create_entry_files(struct cache_entry *entry)
 		return 0;
 
 fail:
+	snprintf(failed, failed_size, "%s", path);
 	discard_entry_files(entry);
+	return status;
+}
+
+/* Writes block index and then its index record. On failure, writes the
+ * path that failed, relative to v1, into failed, and frees what a partial
+ * write of the block took on disk. Called with entry->lock held. */
+static int write_block(struct cache_entry *entry, uint64_t index,
+		       const void *buf, size_t length, uint32_t crc,
+		       char *failed, size_t failed_size)
+{
+	unsigned char record[INDEX_RECORD_SIZE];
+	off_t offset = (off_t)(index * CACHE_BLOCK_SIZE);
+	int status;
+
+	/* Data first: until its index record is written, the block is
+	 * absent. */
+	status = pwrite_full(entry->data_fd, buf, length, offset);
+	if (status != 0) {
+		entry_path(failed, failed_size, entry->hash, "data");
+		/* Best effort: the block stays absent whether or not the
+		 * hole is punched. */
+		(void)fallocate(entry->data_fd,
+				FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				offset, (off_t)length);
+		return status;
+	}
+	put_le32(record, BLOCK_STATE_PRESENT);
+	put_le32(record + 4, crc);
+	status =
+	    pwrite_full(entry->index_fd, record, sizeof(record),
+			INDEX_HEADER_SIZE + (off_t)(index * INDEX_RECORD_SIZE));
+	if (status != 0) {
+		entry_path(failed, failed_size, entry->hash, "index");
+		/* A partial record could read as present. */
+		clear_index_record(entry, index);
+	}
 	return status;
 }
 
@@ -1212,7 +1459,7 @@ int cache_entry_store(struct cache_entry *entry, uint64_t index,
 		      const void *buf, size_t length)
 {
 	struct cache *cache = entry->cache;
-	unsigned char record[INDEX_RECORD_SIZE];
+	char failed[HASH_HEX_SIZE + 32] = "";
 	uint32_t crc;
 	int status;
 
@@ -1232,33 +1479,26 @@ int cache_entry_store(struct cache_entry *entry, uint64_t index,
 		status = 0;
 		goto out;
 	}
-	pthread_mutex_lock(&cache->lock);
-	status = reserve_space(cache, entry, length);
-	pthread_mutex_unlock(&cache->lock);
+	status = claim_space(cache, entry, length);
 	if (status != 0)
 		goto out;
 
-	if (entry->data_fd < 0)
-		status = create_entry_files(entry);
 	crc = cache_crc32c(0, buf, length);
-	/* Data first: until its index record is written, the block is
-	 * absent. */
+	if (entry->data_fd < 0)
+		status = create_entry_files(entry, failed, sizeof(failed));
 	if (status == 0)
-		status = pwrite_full(entry->data_fd, buf, length,
-				     (off_t)(index * CACHE_BLOCK_SIZE));
-	if (status == 0) {
-		put_le32(record, BLOCK_STATE_PRESENT);
-		put_le32(record + 4, crc);
-		status = pwrite_full(entry->index_fd, record, sizeof(record),
-				     INDEX_HEADER_SIZE +
-					 (off_t)(index * INDEX_RECORD_SIZE));
-	}
+		status = write_block(entry, index, buf, length, crc, failed,
+				     sizeof(failed));
 	if (status != 0) {
-		log_warning("cache: cannot store block %" PRIu64
-			    " of entry %s: %s",
-			    index, entry->hash, strerror(-status));
-		clear_index_record(entry, index);
+		log_write_failure(cache, -status,
+				  "cache: cannot store block %" PRIu64
+				  " of entry %s in %s/v1/%s: %s; the block "
+				  "is served from memory",
+				  index, entry->hash, cache->path, failed,
+				  strerror(-status));
 		unreserve_space(cache, entry, length);
+		/* The caller serves the block from memory either way. */
+		status = -ENOSPC;
 		goto out;
 	}
 	entry->block_flags[index] = BLOCK_PRESENT | BLOCK_VERIFIED;
@@ -1524,6 +1764,7 @@ int cache_open(const char *dir, uint64_t max_bytes, struct cache **out,
 	cache->max_bytes = max_bytes;
 	cache->bucket_count = 64;
 	pthread_mutex_init(&cache->lock, NULL);
+	pthread_mutex_init(&cache->failure_lock, NULL);
 	cache->path = strdup(dir);
 	cache->buckets = calloc(cache->bucket_count, sizeof(*cache->buckets));
 	if (!cache->path || !cache->buckets) {
@@ -1627,5 +1868,6 @@ void cache_close(struct cache *cache)
 		close(cache->dir_fd);
 	free(cache->path);
 	pthread_mutex_destroy(&cache->lock);
+	pthread_mutex_destroy(&cache->failure_lock);
 	free(cache);
 }

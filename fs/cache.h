@@ -40,7 +40,9 @@ int cache_get_meta(struct cache *cache, const char *key,
 		   struct cache_meta *meta);
 
 /* Stores the metadata for key, atomically (written to a temporary file and
- * renamed). If size or etag differ from what was stored, or nothing valid
+ * renamed), even when the cache filesystem is short of space, since it is
+ * one small file. A write failure is logged at most once a minute per
+ * cause. If size or etag differ from what was stored, or nothing valid
  * was stored, the cached blocks of key are dropped, and an open entry of key
  * becomes stale, so it serves and stores no block. Returns 0,
  * -EINVAL (a size below 0 or from 2^62 up, or a string that is not valid
@@ -73,11 +75,15 @@ long cache_entry_read(struct cache_entry *entry, uint64_t offset, size_t length,
 
 /* Stores block index (length bytes: CACHE_BLOCK_SIZE, or less for the last
  * block). Evicts the least recently used entries that are not open to stay
- * within max_bytes. Storing a block that is already stored changes nothing.
- * Returns 0, or -ENOSPC when the block cannot be kept within the bound (the
- * caller then serves it from memory), -ESTALE when the entry is stale (see
- * cache_put_meta()), -EINVAL for a wrong index or length, or another negated
- * errno. */
+ * within max_bytes, and to keep 5% of the cache filesystem free (checked
+ * with statvfs() at most once a second, counting the blocks stored since).
+ * Storing a block that is already stored changes nothing. Returns 0, or
+ * -ENOSPC when the block was not stored: it does not fit within max_bytes,
+ * the filesystem is short of space, or writing failed (EIO, ENOSPC and any
+ * other errno, logged here at most once a minute per cause with the path).
+ * The caller then serves the block from memory. Also returns -ESTALE when
+ * the entry is stale (see cache_put_meta()), or -EINVAL for a wrong index
+ * or length. */
 int cache_entry_store(struct cache_entry *entry, uint64_t index,
 		      const void *buf, size_t length);
 

@@ -8,13 +8,18 @@
 #include "catalog.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "names.h"
@@ -25,6 +30,10 @@
 #define PROBE_PARALLEL 8
 /* Seconds before a listing that failed to refresh is tried again. */
 #define RETRY_AFTER_FAILURE 30
+/* The directory under state_dir that keeps the last good listings, and the
+ * version of their JSON layout. */
+#define LISTING_DIR	"listing"
+#define LISTING_VERSION 1
 
 struct report {
 	char *id;
@@ -89,11 +98,23 @@ struct catalog {
 	bool accounts_loaded;
 	double accounts_at;
 	struct inflight *inflight;
+	atomic_bool cancelled; /* set by catalog_cancel() */
 	/* While catalog_load() runs, failures are written here for the
 	 * start-up message instead of being logged. */
 	char *startup_error;
 	size_t startup_error_size;
+	/* Whether the last failed call found the API unreachable (no HTTP
+	 * response, HTTP 5xx or a server-side error code). */
+	bool unreachable;
 };
+
+void catalog_cancel(struct catalog *catalog)
+{
+	atomic_store(&catalog->cancelled, true);
+	pthread_mutex_lock(&catalog->lock);
+	pthread_cond_broadcast(&catalog->changed);
+	pthread_mutex_unlock(&catalog->lock);
+}
 
 double catalog_now(void)
 {
@@ -145,7 +166,8 @@ static void report_failure(struct catalog *catalog, const char *fmt, ...)
 
 /* ---- parsing ---- */
 
-/* Copies a string or integer field into out. Returns true when present. */
+/* Copies a string or integer field into out, each U+0000 as '_'. Returns
+ * true when present. */
 static bool copy_field(const json_t *object, const char *key, char *out,
 		       size_t size, bool *cut)
 {
@@ -163,8 +185,6 @@ static bool copy_field(const json_t *object, const char *key, char *out,
 		return false;
 	text = json_string_value(value);
 	length = json_string_length(value);
-	if (memchr(text, '\0', length))
-		length = strlen(text);
 	if (length >= size) {
 		length = size - 1;
 		/* Cut at a UTF-8 character boundary. */
@@ -176,7 +196,22 @@ static bool copy_field(const json_t *object, const char *key, char *out,
 	}
 	memcpy(out, text, length);
 	out[length] = '\0';
+	/* A NUL inside the JSON string is kept as a control character, so
+	 * the name is not cut short there. */
+	for (size_t i = 0; i < length; i++)
+		if (out[i] == '\0')
+			out[i] = '_';
 	return true;
+}
+
+/* Whether a string field contains U+0000. */
+static bool field_has_nul(const json_t *object, const char *key)
+{
+	json_t *value = json_object_get(object, key);
+
+	return json_is_string(value) &&
+	       memchr(json_string_value(value), '\0',
+		      json_string_length(value)) != NULL;
 }
 
 int catalog_parse_report(const json_t *item, struct catalog_report_info *info,
@@ -201,6 +236,13 @@ int catalog_parse_report(const json_t *item, struct catalog_report_info *info,
 		snprintf(why, why_size,
 			 "a report's TaskLogId is longer than %d bytes",
 			 CATALOG_MAX_ID_BYTES - 1);
+		return -EINVAL;
+	}
+	if (field_has_nul(item, "TaskLogId") ||
+	    field_has_nul(item, "TaskCenterTaskId")) {
+		snprintf(why, why_size,
+			 "a report's TaskLogId or TaskCenterTaskId contains "
+			 "U+0000");
 		return -EINVAL;
 	}
 	copy_field(item, "TaskCenterTaskId", info->task_id,
@@ -397,6 +439,10 @@ static int wait_for_change(struct catalog *catalog, double deadline,
 	struct timespec until;
 	double now = catalog_now();
 
+	if (atomic_load(&catalog->cancelled)) {
+		log_info("the mount is ending; no longer waiting for %s", what);
+		return -EIO;
+	}
 	if (now >= deadline) {
 		log_error("timed out after %d s waiting for %s",
 			  WAIT_LIMIT_SECONDS, what);
@@ -419,11 +465,13 @@ static char *key_of(const char *kind, const char *account, const char *id)
 
 /* ---- lookups (lock held) ---- */
 
+/* Entries may be NULL while load_accounts() moves accounts to a new list. */
 static struct account *find_account_by_key(struct catalog *catalog,
 					   const char *key)
 {
 	for (size_t i = 0; i < catalog->account_count; i++)
-		if (strcmp(catalog->accounts[i]->key, key) == 0)
+		if (catalog->accounts[i] &&
+		    strcmp(catalog->accounts[i]->key, key) == 0)
 			return catalog->accounts[i];
 	return NULL;
 }
@@ -813,17 +861,173 @@ static void drop_duplicate_ids(struct report_list *list)
 	list->count = kept;
 }
 
-/* Lists account (identified by key) through DescribeTaskLogList and swaps
- * the result in. Call without the lock. */
+static int install_listing(struct catalog *catalog, const char *key,
+			   struct report_list *list, double listed_at);
+
+/* ---- saved listings ----
+ *
+ * The last good listing of each account and the account list are kept
+ * under state_dir/listing (0700, files 0600), so that a mount can start
+ * when the API cannot be reached. File names come from the SHA-256 of the
+ * account key, never from API text. */
+
+static void note_unreachable(struct catalog *catalog,
+			     const struct api_error *error)
+{
+	bool unreachable =
+	    (error->code[0] == '\0' &&
+	     (error->http_status == 0 || error->http_status >= 500)) ||
+	    (error->code[0] != '\0' && api_code_is_retryable(error->code) &&
+	     strncmp(error->code, "RequestLimitExceeded", 20) != 0);
+
+	pthread_mutex_lock(&catalog->lock);
+	catalog->unreachable = unreachable;
+	pthread_mutex_unlock(&catalog->lock);
+}
+
+/* Writes the path of the file for name ("accounts", or an account key that
+ * is hashed) into out. Returns 0, or -ENAMETOOLONG. */
+static int listing_path(const struct catalog *catalog, const char *name,
+			bool hashed, char *out, size_t size)
+{
+	unsigned char digest[EVP_MAX_MD_SIZE];
+	unsigned int digest_length = 0;
+	char hex[2 * EVP_MAX_MD_SIZE + 1];
+	int n;
+
+	if (hashed) {
+		if (!EVP_Digest(name, strlen(name), digest, &digest_length,
+				EVP_sha256(), NULL))
+			return -EIO;
+		for (unsigned int i = 0; i < digest_length; i++)
+			snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+		name = hex;
+	}
+	n = snprintf(out, size, "%s/%s/%s.json", catalog->options.state_dir,
+		     LISTING_DIR, name);
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+/* Writes value to path atomically: a temporary file in the same directory,
+ * fsync, then rename. Logs a warning on failure. */
+static void save_json(const struct catalog *catalog, const char *path,
+		      json_t *value)
+{
+	char dir[4096];
+	char temporary[4200];
+	char *text;
+	size_t length;
+	ssize_t written = 0;
+	int fd;
+
+	snprintf(dir, sizeof(dir), "%s/%s", catalog->options.state_dir,
+		 LISTING_DIR);
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		log_warning("saving the listing failed: mkdir %s: %s", dir,
+			    strerror(errno));
+		return;
+	}
+	text = json_dumps(value, JSON_COMPACT);
+	if (!text)
+		return;
+	length = strlen(text);
+	snprintf(temporary, sizeof(temporary), "%s.%ld.tmp", path,
+		 (long)getpid());
+	fd = open(temporary,
+		  O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		while ((size_t)written < length) {
+			ssize_t n =
+			    write(fd, text + written, length - (size_t)written);
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				break;
+			written += n;
+		}
+	}
+	if (fd < 0 || (size_t)written != length || fsync(fd) < 0 ||
+	    close(fd) < 0 || rename(temporary, path) < 0) {
+		log_warning("saving the listing failed: %s: %s", path,
+			    strerror(errno));
+		if (fd >= 0)
+			unlink(temporary);
+	}
+	free(text);
+}
+
+/* Reads a saved listing file. Returns NULL when missing or invalid. */
+static json_t *load_json(const char *path)
+{
+	json_error_t error;
+	json_t *value;
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0)
+		return NULL;
+	value = json_loadfd(fd, JSON_REJECT_DUPLICATES, &error);
+	close(fd);
+	if (!value)
+		log_warning("ignoring the saved listing %s: %s", path,
+			    error.text);
+	else if (!json_is_object(value) ||
+		 json_integer_value(json_object_get(value, "Version")) !=
+		     LISTING_VERSION) {
+		log_warning("ignoring the saved listing %s: unknown layout",
+			    path);
+		json_decref(value);
+		value = NULL;
+	}
+	return value;
+}
+
+/* Encodes a listing as TaskLogInfo objects, which catalog_parse_report()
+ * reads back. Returns NULL without state_dir or memory. */
+static json_t *listing_to_json(const char *key, const struct report_list *list)
+{
+	json_t *reports = json_array();
+	json_t *root;
+
+	if (!reports)
+		return NULL;
+	for (size_t i = 0; i < list->count; i++) {
+		const struct report *r = list->items[i];
+
+		json_array_append_new(
+		    reports,
+		    json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i}",
+			      "TaskLogId", r->id, "TaskLogName", r->log_name,
+			      "TaskName", r->task_name, "TaskCenterTaskId",
+			      r->task_id, "Time", r->time_text, "UIN", r->uin,
+			      "UserName", r->user_name, "Status", 2));
+	}
+	root = json_pack("{s:i, s:s, s:o}", "Version", LISTING_VERSION, "Key",
+			 key, "Reports", reports);
+	return root;
+}
+
+/* Saves value as "accounts.json", or as the listing of account key when
+ * hashed is true. */
+static void save_listing(struct catalog *catalog, const char *name, bool hashed,
+			 json_t *value)
+{
+	char path[4096];
+
+	if (!catalog->options.state_dir ||
+	    listing_path(catalog, name, hashed, path, sizeof(path)) < 0)
+		return;
+	save_json(catalog, path, value);
+}
+
+/* Lists account (identified by key) through DescribeTaskLogList, swaps the
+ * result in and saves it under state_dir. Call without the lock. */
 static int list_account(struct catalog *catalog, const char *key,
 			const char *member_id)
 {
 	struct report_list list = {.account = key};
 	struct api_error error;
-	struct report **by_task = NULL;
-	struct task **tasks = NULL;
-	size_t task_count = 0;
-	struct account *account;
+	json_t *saved;
 	json_t *request;
 	char message[768];
 	int rc;
@@ -842,15 +1046,38 @@ static int list_account(struct catalog *catalog, const char *key,
 		      &list, &error);
 	json_decref(request);
 	if (rc < 0) {
+		note_unreachable(catalog, &error);
 		report_failure(
 		    catalog, "listing the reports of account %s failed: %s",
 		    key, api_format_error(&error, message, sizeof(message)));
-		goto fail;
+		free_reports(list.items, list.count);
+		return rc;
 	}
 	if (list.skipped > 10)
 		log_warning("account %s: skipped %zu reports in all", key,
 			    list.skipped);
 	drop_duplicate_ids(&list);
+	saved = listing_to_json(key, &list);
+	rc = install_listing(catalog, key, &list, catalog_now());
+	if (rc == 0 && saved)
+		save_listing(catalog, key, true, saved);
+	json_decref(saved);
+	return rc;
+}
+
+/* Swaps a listing of account key in, keeping what the old listing learned,
+ * and marks it listed at listed_at. Takes the list's reports, also on
+ * failure. Call without the lock. */
+static int install_listing(struct catalog *catalog, const char *key,
+			   struct report_list *list_in, double listed_at)
+{
+	struct report_list list = *list_in;
+	struct report **by_task = NULL;
+	struct task **tasks = NULL;
+	size_t task_count = 0;
+	struct account *account;
+	int rc;
+
 	for (size_t i = 0; i < list.count; i++)
 		load_meta_from_cache(catalog, key, list.items[i]);
 
@@ -906,7 +1133,7 @@ static int list_account(struct catalog *catalog, const char *key,
 		if (tasks[i]->mtime > account->mtime)
 			account->mtime = tasks[i]->mtime;
 	account->listed = true;
-	account->listed_at = catalog_now();
+	account->listed_at = listed_at;
 	if (!account->member_id && !catalog->admin_nick_name) {
 		/* A caller outside any group is named after its reports. */
 		const char *name = "";
@@ -964,6 +1191,26 @@ static int collect_member(json_t *item, void *ctx)
 	return 0;
 }
 
+/* Encodes the account list for the saved listing. Lock held. */
+static json_t *accounts_to_json(struct catalog *catalog)
+{
+	json_t *accounts = json_array();
+
+	if (!accounts)
+		return NULL;
+	for (size_t i = 0; i < catalog->account_count; i++) {
+		const struct account *a = catalog->accounts[i];
+
+		json_array_append_new(
+		    accounts, json_pack("{s:s, s:s?, s:s, s:s}", "Key", a->key,
+					"MemberId", a->member_id, "Uin", a->uin,
+					"NickName", a->nick_name));
+	}
+	return json_pack("{s:i, s:s?, s:s?, s:o}", "Version", LISTING_VERSION,
+			 "AdminNickName", catalog->admin_nick_name, "AdminUin",
+			 catalog->admin_uin, "Accounts", accounts);
+}
+
 static int compare_account_key(const void *a, const void *b)
 {
 	const struct account *const *x = a;
@@ -980,6 +1227,8 @@ static int load_accounts(struct catalog *catalog)
 	struct member_list members = {0};
 	struct account **accounts = NULL;
 	struct api_error error;
+	json_t *saved;
+	size_t *origin;
 	const char *admin_nick = NULL;
 	const char *admin_uin = NULL;
 	size_t count = 0;
@@ -990,6 +1239,7 @@ static int load_accounts(struct catalog *catalog)
 		      "DescribeOrganizationUserInfo", NULL, 100, 0,
 		      collect_member, &members, &error);
 	if (rc < 0) {
+		note_unreachable(catalog, &error);
 		if (error.code[0] == '\0' ||
 		    api_code_is_auth_failure(error.code) ||
 		    api_code_is_retryable(error.code)) {
@@ -1006,7 +1256,12 @@ static int load_accounts(struct catalog *catalog)
 		members.count = 0;
 	}
 	accounts = calloc(members.count + 1, sizeof(*accounts));
-	if (!accounts) {
+	/* origin[i] is 1 + the index in the old list of accounts[i], or 0 for
+	 * a new account, so that a failure can put the old list back. */
+	origin = calloc(members.count + 1, sizeof(*origin));
+	if (!accounts || !origin) {
+		free(accounts);
+		free(origin);
 		free(members.items);
 		return -ENOMEM;
 	}
@@ -1046,9 +1301,12 @@ static int load_accounts(struct catalog *catalog)
 			continue;
 		account = find_account_by_key(catalog, key);
 		if (account) {
-			for (size_t j = 0; j < catalog->account_count; j++)
-				if (catalog->accounts[j] == account)
+			for (size_t j = 0; j < catalog->account_count; j++) {
+				if (catalog->accounts[j] == account) {
 					catalog->accounts[j] = NULL;
+					origin[count] = j + 1;
+				}
+			}
 		} else {
 			account =
 			    new_account(key, m ? m->member_id : NULL,
@@ -1077,14 +1335,19 @@ static int load_accounts(struct catalog *catalog)
 	}
 	if (rc == -ENOMEM) {
 		/* Put the survivors back; the new list is dropped. */
-		for (size_t j = 0; j < count; j++)
-			if (!find_account_by_key(catalog, accounts[j]->key))
+		for (size_t j = 0; j < count; j++) {
+			if (origin[j])
+				catalog->accounts[origin[j] - 1] = accounts[j];
+			else
 				free_account(accounts[j]);
+		}
 		free(accounts);
+		free(origin);
 		pthread_mutex_unlock(&catalog->lock);
 		free(members.items);
 		return rc;
 	}
+	free(origin);
 	for (size_t j = 0; j < catalog->account_count; j++)
 		free_account(catalog->accounts[j]);
 	free(catalog->accounts);
@@ -1094,8 +1357,12 @@ static int load_accounts(struct catalog *catalog)
 	rc = name_accounts(catalog);
 	catalog->accounts_loaded = true;
 	catalog->accounts_at = catalog_now();
+	saved = rc == 0 ? accounts_to_json(catalog) : NULL;
 	pthread_mutex_unlock(&catalog->lock);
 	free(members.items);
+	if (saved)
+		save_listing(catalog, "accounts", false, saved);
+	json_decref(saved);
 	log_debug("%zu accounts", count);
 	return rc;
 }
@@ -1952,6 +2219,127 @@ int catalog_open(struct catalog *catalog, const char *path,
 	return rc;
 }
 
+/* Loads the saved listing of account key, if there is one. */
+static void load_saved_account(struct catalog *catalog, const char *key,
+			       double listed_at)
+{
+	struct report_list list = {.account = key};
+	char path[4096];
+	const char *saved_key;
+	json_t *root;
+	json_t *item;
+	size_t index;
+
+	if (listing_path(catalog, key, true, path, sizeof(path)) < 0)
+		return;
+	root = load_json(path);
+	if (!root)
+		return;
+	saved_key = api_json_string(root, "Key");
+	if (!saved_key || strcmp(saved_key, key) != 0) {
+		log_warning("ignoring the saved listing %s: it is not the "
+			    "listing of account %s",
+			    path, key);
+		json_decref(root);
+		return;
+	}
+	json_array_foreach(json_object_get(root, "Reports"), index, item)
+	{
+		if (collect_report(item, &list) < 0)
+			break;
+	}
+	json_decref(root);
+	drop_duplicate_ids(&list);
+	if (install_listing(catalog, key, &list, listed_at) == 0)
+		log_debug("account %s: %zu reports from the saved listing", key,
+			  list.count);
+}
+
+/* Replaces the tree with the listings saved by an earlier mount, which are
+ * refreshed RETRY_AFTER_FAILURE seconds from now. Returns 0, or -ENOENT
+ * when no account list was saved. Call without the lock. */
+static int load_saved_listings(struct catalog *catalog)
+{
+	double retry_at = catalog_now() - (double)catalog->options.dir_ttl +
+			  RETRY_AFTER_FAILURE;
+	struct account **accounts;
+	char path[4096];
+	char **keys;
+	json_t *root;
+	json_t *list;
+	json_t *item;
+	size_t count = 0;
+	size_t index;
+	int rc = 0;
+
+	if (!catalog->options.state_dir ||
+	    listing_path(catalog, "accounts", false, path, sizeof(path)) < 0)
+		return -ENOENT;
+	root = load_json(path);
+	list = json_object_get(root, "Accounts");
+	if (!json_is_array(list) || json_array_size(list) == 0) {
+		json_decref(root);
+		return -ENOENT;
+	}
+	accounts = calloc(json_array_size(list) + 1, sizeof(*accounts));
+	keys = calloc(json_array_size(list) + 1, sizeof(*keys));
+	if (!accounts || !keys) {
+		free(accounts);
+		free(keys);
+		json_decref(root);
+		return -ENOMEM;
+	}
+	json_array_foreach(list, index, item)
+	{
+		const char *key = api_json_string(item, "Key");
+		struct account *account;
+
+		if (!key || !*key || strlen(key) >= CATALOG_MAX_ID_BYTES)
+			continue;
+		account = new_account(key, api_json_string(item, "MemberId"),
+				      api_json_string(item, "Uin"),
+				      api_json_string(item, "NickName"));
+		keys[count] = strdup(key);
+		if (!account || !keys[count]) {
+			free_account(account);
+			rc = -ENOMEM;
+			break;
+		}
+		accounts[count++] = account;
+	}
+
+	pthread_mutex_lock(&catalog->lock);
+	for (size_t i = 0; i < catalog->account_count; i++)
+		free_account(catalog->accounts[i]);
+	free(catalog->accounts);
+	free(catalog->admin_nick_name);
+	free(catalog->admin_uin);
+	catalog->admin_nick_name = NULL;
+	catalog->admin_uin = NULL;
+	if (api_json_string(root, "AdminUin")) {
+		catalog->admin_nick_name =
+		    strdup(api_json_string(root, "AdminNickName")
+			       ? api_json_string(root, "AdminNickName")
+			       : "");
+		catalog->admin_uin = strdup(api_json_string(root, "AdminUin"));
+	}
+	qsort(accounts, count, sizeof(*accounts), compare_account_key);
+	catalog->accounts = accounts;
+	catalog->account_count = count;
+	if (rc == 0)
+		rc = name_accounts(catalog);
+	catalog->accounts_loaded = true;
+	catalog->accounts_at = retry_at;
+	pthread_mutex_unlock(&catalog->lock);
+	json_decref(root);
+
+	for (size_t i = 0; rc == 0 && i < count; i++)
+		load_saved_account(catalog, keys[i], retry_at);
+	free_ids(keys, count);
+	free(keys);
+	return rc;
+}
+
 int catalog_load(struct catalog *catalog, char *err, size_t err_size)
 {
 	struct located node;
@@ -1976,5 +2364,61 @@ int catalog_load(struct catalog *catalog, char *err, size_t err_size)
 	if (rc < 0 && err[0] == '\0')
 		snprintf(err, err_size, "listing the reports failed: %s",
 			 strerror(-rc));
+	if (rc < 0 && catalog->unreachable && catalog->options.state_dir) {
+		if (load_saved_listings(catalog) == 0) {
+			log_warning("the API cannot be reached (%s); mounting "
+				    "the listing saved by an earlier mount",
+				    err);
+			err[0] = '\0';
+			return 0;
+		}
+		size_t used = strlen(err);
+
+		snprintf(err + used, err_size - used,
+			 "; no listing saved by an earlier mount in %s/%s",
+			 catalog->options.state_dir, LISTING_DIR);
+	}
 	return rc;
+}
+
+/* The report_time that marks cached metadata as out of date; no listing
+ * has it. */
+#define CATALOG_STALE_TIME "(out of date)"
+
+void catalog_forget_report(struct catalog *catalog,
+			   const struct catalog_file *file)
+{
+	struct cache_meta meta;
+	struct account *account;
+	struct report *report = NULL;
+	int rc;
+
+	pthread_mutex_lock(&catalog->lock);
+	account = find_account_by_key(catalog, file->account);
+	if (account)
+		report = find_report_by_id(account, file->report_id);
+	if (report) {
+		report->have_meta = false;
+		/* locate() probes the reports of a task that is not named. */
+		for (size_t i = 0; i < account->task_count; i++) {
+			struct task *task = account->tasks[i];
+
+			for (size_t j = 0; j < task->report_count; j++)
+				if (task->reports[j] == report)
+					task->named = false;
+		}
+	}
+	pthread_mutex_unlock(&catalog->lock);
+
+	/* load_meta_from_cache() takes metadata only when its report_time
+	 * matches the listing, and no listing has this Time. */
+	if (cache_get_meta(catalog->options.cache, file->key, &meta) < 0)
+		return;
+	snprintf(meta.report_time, sizeof(meta.report_time), "%s",
+		 CATALOG_STALE_TIME);
+	rc = cache_put_meta(catalog->options.cache, file->key, &meta);
+	if (rc < 0)
+		log_warning("account %s: report %s: marking its cached "
+			    "metadata as out of date failed: %s",
+			    file->account, file->report_id, strerror(-rc));
 }

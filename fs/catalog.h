@@ -31,6 +31,9 @@ struct catalog_options {
 	struct cache *cache;
 	unsigned dir_ttl; /* seconds a listing is trusted */
 	unsigned url_ttl; /* seconds a resolved URL may serve a later open */
+	/* Directory (the cache directory) where the last good listings are
+	 * kept for a mount while the API is unreachable; NULL keeps none. */
+	const char *state_dir;
 };
 
 enum catalog_kind {
@@ -62,9 +65,12 @@ int catalog_create(const struct catalog_options *options, struct catalog **out);
 void catalog_destroy(struct catalog *catalog);
 
 /* Lists the accounts and the caller's own reports, so that bad credentials
- * or an unreachable endpoint are found before mounting. Returns 0, or a
- * negated errno with err describing the failure (the API error code and
- * RequestId when there is one). */
+ * or an unreachable endpoint are found before mounting. When the API cannot
+ * be reached (no HTTP response, HTTP 5xx or a server-side error code, but
+ * not an AuthFailure) and state_dir holds the listings of an earlier mount,
+ * loads those with a warning and returns 0; they are refreshed once the API
+ * answers. Returns 0, or a negated errno with err describing the failure
+ * (the API error code and RequestId when there is one). */
 int catalog_load(struct catalog *catalog, char *err, size_t err_size);
 
 /* Looks path ("/", "/account", "/account/task", "/account/task/file") up.
@@ -96,6 +102,10 @@ int catalog_open(struct catalog *catalog, const char *path,
 int catalog_resolve_url(struct catalog *catalog,
 			const struct catalog_file *file, double not_before,
 			char **url);
+
+/* Makes threads that wait for another thread's listing, probe or URL give
+ * up with EIO, now and later. Used when the mount ends. Thread-safe. */
+void catalog_cancel(struct catalog *catalog);
 
 /* The monotonic clock used for URL ages, in seconds. */
 double catalog_now(void);
@@ -136,5 +146,11 @@ int catalog_parse_member(const json_t *item, struct catalog_member_info *info);
 
 /* Computes a stable inode number for text (never 0 or 1). */
 uint64_t catalog_inode(const char *kind, const char *account, const char *id);
+
+/* Forgets the size and ETag of the report, after the object changed: the
+ * next lookup of its task probes it again, and its cached metadata no longer
+ * matches any listing. Open readers keep their copy of the old metadata. */
+void catalog_forget_report(struct catalog *catalog,
+			   const struct catalog_file *file);
 
 #endif

@@ -14,6 +14,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,8 @@
 #define FETCH_BACKOFF_FIRST_MS 100
 #define FETCH_BACKOFF_MAX_MS   2000
 #define FETCH_POLL_TIMEOUT_MS  1000
+/* Slice of a backoff sleep between checks for fetch_cancel(). */
+#define FETCH_SLEEP_SLICE_MS 50
 /* Byte positions and sizes at or above this are rejected as implausible, so
  * that sums of two of them never overflow an int64_t. */
 #define FETCH_MAX_POSITION ((int64_t)1 << 62)
@@ -44,6 +47,7 @@ struct fetch {
 	long connect_timeout_seconds;
 	long stall_timeout_seconds;
 	int max_attempts;
+	atomic_bool cancelled; /* set by fetch_cancel() */
 
 	/* Stacks of handles ready for use, each with its open connections. */
 	pthread_mutex_t pool_lock;
@@ -90,6 +94,10 @@ struct transfer {
 	int body_status;     /* 0, or the error on_body found */
 	char body_error[192];
 
+	/* The object size from a 416 whose range started inside the object,
+	 * -1 otherwise: the range may be requested again, cut to that size. */
+	int64_t unsatisfied_total;
+
 	bool retryable; /* output of finish_transfer() */
 	int attempts;	/* made so far, for fetch_many() */
 	char curl_error[CURL_ERROR_SIZE];
@@ -113,6 +121,22 @@ static void unlock_share(CURL *handle, curl_lock_data data, void *userptr)
 	(void)handle;
 	if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)
 		pthread_mutex_unlock(&fetch->share_locks[data]);
+}
+
+/* CURLOPT_XFERINFOFUNCTION: a nonzero return aborts the transfer with
+ * CURLE_ABORTED_BY_CALLBACK. libcurl calls it at least once a second, also
+ * while no data arrives. */
+static int on_progress(void *userdata, curl_off_t download_total,
+		       curl_off_t downloaded, curl_off_t upload_total,
+		       curl_off_t uploaded)
+{
+	struct fetch *fetch = userdata;
+
+	(void)download_total;
+	(void)downloaded;
+	(void)upload_total;
+	(void)uploaded;
+	return atomic_load(&fetch->cancelled) ? 1 : 0;
 }
 
 /* Sets the options that every transfer uses. Called on a new handle and
@@ -144,6 +168,9 @@ static int apply_common_options(struct fetch *fetch, CURL *easy)
 	/* With no CURLOPT_ACCEPT_ENCODING, libcurl never decodes a body, and
 	 * this header requests an unencoded one. */
 	failed |= curl_easy_setopt(easy, CURLOPT_HTTPHEADER, fetch->headers);
+	failed |= curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L);
+	failed |= curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, on_progress);
+	failed |= curl_easy_setopt(easy, CURLOPT_XFERINFODATA, fetch);
 	failed |= curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
 	failed |= curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, FETCH_BUFFER_SIZE);
 	failed |=
@@ -208,6 +235,17 @@ fail_headers:
 fail_cafile:
 	free(fetch);
 	return -ENOMEM;
+}
+
+void fetch_cancel(struct fetch *fetch)
+{
+	if (fetch)
+		atomic_store(&fetch->cancelled, true);
+}
+
+static bool is_cancelled(struct fetch *fetch)
+{
+	return atomic_load(&fetch->cancelled);
 }
 
 void fetch_destroy(struct fetch *fetch)
@@ -654,6 +692,7 @@ static int setup_transfer(struct transfer *t, bool fresh_connection)
 	reset_headers(t);
 	reset_body(t);
 	t->retryable = false;
+	t->unsatisfied_total = -1;
 	t->curl_error[0] = '\0';
 	failed |= curl_easy_setopt(easy, CURLOPT_URL, t->url);
 	failed |= curl_easy_setopt(easy, CURLOPT_RANGE, range);
@@ -680,6 +719,7 @@ static int init_transfer(struct transfer *t, struct fetch *fetch,
 	t->offset = offset;
 	t->length = length;
 	t->buf = buf;
+	t->unsatisfied_total = -1;
 	if (!url || !buf || length == 0 ||
 	    offset >= (uint64_t)FETCH_MAX_POSITION ||
 	    length >= (uint64_t)FETCH_MAX_POSITION - offset)
@@ -832,6 +872,7 @@ static int finish_unsatisfiable(struct transfer *t, struct fetch_result *result,
 	}
 	result->total_size = total;
 	if (t->offset < (uint64_t)total) {
+		t->unsatisfied_total = total;
 		snprintf(reason, reason_size,
 			 "HTTP 416 for offset %" PRIu64
 			 " within an object of %" PRId64 " bytes",
@@ -888,6 +929,11 @@ static int finish_curl_error(struct transfer *t, CURLcode code, char *reason,
 {
 	const char *text = curl_error_text(t, code);
 
+	if (code == CURLE_ABORTED_BY_CALLBACK && is_cancelled(t->fetch)) {
+		snprintf(reason, reason_size,
+			 "cancelled because csipfs is shutting down");
+		return -ECANCELED;
+	}
 	if (is_verification_error(t->easy, code)) {
 		snprintf(reason, reason_size,
 			 "certificate verification failed: %s", text);
@@ -945,20 +991,29 @@ static int finish_transfer(struct transfer *t, CURLcode code,
 	return status;
 }
 
-static void sleep_before_attempt(int attempt)
+/* Sleeps before attempt, in slices, ending early after fetch_cancel(). */
+static void sleep_before_attempt(struct fetch *fetch, int attempt)
 {
 	long delay_ms = FETCH_BACKOFF_FIRST_MS;
-	struct timespec delay;
 	int i;
 
 	for (i = 2; i < attempt && delay_ms < FETCH_BACKOFF_MAX_MS; i++)
 		delay_ms *= 2;
 	if (delay_ms > FETCH_BACKOFF_MAX_MS)
 		delay_ms = FETCH_BACKOFF_MAX_MS;
-	delay.tv_sec = delay_ms / 1000;
-	delay.tv_nsec = (delay_ms % 1000) * 1000000L;
-	while (nanosleep(&delay, &delay) != 0 && errno == EINTR)
-		;
+	while (delay_ms > 0 && !is_cancelled(fetch)) {
+		long slice_ms = delay_ms < FETCH_SLEEP_SLICE_MS
+				    ? delay_ms
+				    : FETCH_SLEEP_SLICE_MS;
+		struct timespec delay = {
+		    .tv_sec = 0,
+		    .tv_nsec = slice_ms * 1000000L,
+		};
+
+		while (nanosleep(&delay, &delay) != 0 && errno == EINTR)
+			;
+		delay_ms -= slice_ms;
+	}
 }
 
 /* Runs one attempt of t with curl_easy_perform(). */
@@ -969,6 +1024,11 @@ static int perform_attempt(struct transfer *t, bool fresh_connection,
 	CURLcode code;
 	int status;
 
+	if (is_cancelled(t->fetch)) {
+		snprintf(err, err_size,
+			 "GET cancelled because csipfs is shutting down");
+		return -ECANCELED;
+	}
 	t->easy = take_handle(t->fetch);
 	if (!t->easy) {
 		snprintf(err, err_size, "GET failed: out of memory");
@@ -984,6 +1044,37 @@ static int perform_attempt(struct transfer *t, bool fresh_connection,
 	return_handle(t->fetch, t->easy);
 	t->easy = NULL;
 	return status;
+}
+
+/* Whether t ended with a 416 for a range that starts inside the object but
+ * reaches past its end, so that a shorter range can succeed. */
+static bool can_cut_range(const struct transfer *t)
+{
+	return t->unsatisfied_total > 0 &&
+	       t->offset < (uint64_t)t->unsatisfied_total &&
+	       t->offset + t->length > (uint64_t)t->unsatisfied_total;
+}
+
+static int fetch_range_from(struct fetch *fetch, const char *url,
+			    uint64_t offset, size_t length, void *buf,
+			    struct fetch_result *result, char *err,
+			    size_t err_size, int first_attempt);
+
+/* Requests the range of t again, cut to end at the last byte of the object
+ * that a 416 named. The cut range is shorter, so this recursion ends. */
+static int fetch_cut_range(const struct transfer *t,
+			   struct fetch_result *result, char *err,
+			   size_t err_size)
+{
+	size_t length = (size_t)((uint64_t)t->unsatisfied_total - t->offset);
+
+	log_debug("fetch: HTTP 416 for bytes %" PRIu64 "-%" PRIu64
+		  " of an object of %" PRId64
+		  " bytes; requesting bytes %" PRIu64 "-%" PRIu64,
+		  t->offset, t->offset + t->length - 1, t->unsatisfied_total,
+		  t->offset, t->offset + length - 1);
+	return fetch_range_from(t->fetch, t->url, t->offset, length, t->buf,
+				result, err, err_size, 1);
 }
 
 /* fetch_range(), starting the count of attempts at first_attempt, so that
@@ -1009,15 +1100,17 @@ static int fetch_range_from(struct fetch *fetch, const char *url,
 	}
 	for (attempt = first_attempt;; attempt++) {
 		if (attempt > 1)
-			sleep_before_attempt(attempt);
+			sleep_before_attempt(fetch, attempt);
 		status = perform_attempt(&t, attempt > 1, result, message,
 					 sizeof(message));
 		if (status == 0 || !t.retryable ||
-		    attempt >= fetch->max_attempts)
+		    attempt >= fetch->max_attempts || is_cancelled(fetch))
 			break;
 		log_warning("%s, retrying (attempt %d of %d)", message,
 			    attempt + 1, fetch->max_attempts);
 	}
+	if (status != 0 && can_cut_range(&t))
+		status = fetch_cut_range(&t, result, message, sizeof(message));
 out:
 	if (err && err_size > 0)
 		snprintf(err, err_size, "%s", status == 0 ? "" : message);
@@ -1197,6 +1290,13 @@ int fetch_many(struct fetch *fetch, struct fetch_job *jobs, size_t count,
 		struct fetch_job *job = &jobs[i];
 		int attempts = transfers && multi ? transfers[i].attempts : 0;
 
+		if (transfers && multi && job->status != 0 &&
+		    can_cut_range(&transfers[i])) {
+			job->status =
+			    fetch_cut_range(&transfers[i], &job->result,
+					    job->error, sizeof(job->error));
+			continue;
+		}
 		if (transfers && multi && !transfers[i].retryable)
 			continue;
 		if (attempts >= fetch->max_attempts)

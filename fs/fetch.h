@@ -30,6 +30,12 @@ struct fetch;
 int fetch_create(const struct fetch_options *options, struct fetch **out);
 void fetch_destroy(struct fetch *fetch);
 
+/* Aborts every transfer in progress and makes every later fetch fail at
+ * once with -ECANCELED, backoff sleeps included. Transfers notice within
+ * about a second, when libcurl next calls the progress callback. Safe to
+ * call from any thread, more than once, but not from a signal handler. */
+void fetch_cancel(struct fetch *fetch);
+
 /* What a response said about the object. */
 struct fetch_result {
 	int64_t total_size; /* size of the whole object, -1 if unknown */
@@ -54,13 +60,17 @@ struct fetch_job {
  * A 206 must carry a Content-Range that starts at offset and does not end
  * past the requested range; a 200 is taken as the whole object, from which
  * the range is cut; a 416 with "bytes * /N" (no space) gives total_size N and
- * length 0. result->length is less than length only when the object ends
- * first. Transport errors, 5xx and short bodies are retried on a fresh
- * connection, at most max_attempts times in all.
+ * length 0 when offset >= N. When offset < N but the range reaches past N,
+ * which a strict store rejects this way before the size is known, the range
+ * is requested once more, cut to end at byte N - 1. result->length is
+ * less than length only when the object ends first. Transport errors, 5xx
+ * and short bodies are retried on a fresh connection, at most max_attempts
+ * times in all. Redirects are followed, keeping the Range, up to 5 hops.
  * Returns 0, or -FETCH_EXPIRED, -ENOENT (404), -EINVAL (length 0, or a
- * range past 2^62), -EIO (anything else, such as a body with a
- * Content-Encoding, a bad Content-Range, or a redirect loop), with a message
- * in err whose URL has its query removed. err may be NULL. */
+ * range past 2^62), -ECANCELED (after fetch_cancel()), -EIO (anything else,
+ * such as a body with a Content-Encoding, a bad Content-Range, or a
+ * redirect loop), with a message in err whose URL has its query removed.
+ * err may be NULL. */
 int fetch_range(struct fetch *fetch, const char *url, uint64_t offset,
 		size_t length, void *buf, struct fetch_result *result,
 		char *err, size_t err_size);

@@ -8,12 +8,16 @@
 #include <jansson.h>
 #include <limits.h>
 #include <openssl/crypto.h>
+#include <pthread.h>
 #include <pwd.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "api.h"
@@ -28,6 +32,9 @@
 #define DEFAULT_CACHE_SIZE "4G"
 #define DEFAULT_DIR_TTL	   300
 #define DEFAULT_URL_TTL	   60
+#define DEFAULT_TIMEOUT	   30
+/* How often the shutdown watcher checks whether the FUSE loop is ending. */
+#define WATCH_INTERVAL_MS 50
 
 struct options {
 	char *endpoint;
@@ -38,6 +45,7 @@ struct options {
 	char *cache_size;
 	char *dir_ttl;
 	char *url_ttl;
+	char *timeout;
 	char *log_level;
 	char *positional[2];
 	int positional_count;
@@ -72,6 +80,7 @@ static const struct fuse_opt option_spec[] = {
     OPTION("cache_size=%s", cache_size),
     OPTION("dir_ttl=%s", dir_ttl),
     OPTION("url_ttl=%s", url_ttl),
+    OPTION("timeout=%s", timeout),
     OPTION("log_level=%s", log_level),
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
@@ -177,6 +186,9 @@ static void print_help(void)
 	       "URL may serve a\n"
 	       "                      later open (default %d; 0 resolves on "
 	       "every open)\n"
+	       "  -o timeout=SECONDS  a download that receives no data for "
+	       "this long is\n"
+	       "                      aborted and retried (default %d)\n"
 	       "  -o log_level=LEVEL  error, warning, info or debug (default "
 	       "info)\n"
 	       "  -o allow_other      let other users read the mount (turns "
@@ -186,9 +198,10 @@ static void print_help(void)
 	       "                      /etc/fuse.conf for non-root users)\n"
 	       "  -o uid=N,gid=N      owner of every file (default: the "
 	       "mounting user)\n"
-	       "  -o umask=M          permission bits to clear, octal "
-	       "(default: files 0444,\n"
-	       "                      directories 0555)\n"
+	       "  -o umask=M          octal; libfuse then sets every mode to "
+	       "0777 minus M\n"
+	       "                      (default: no umask, so files 0444 and "
+	       "directories 0555)\n"
 	       "\n"
 	       "Credentials: TENCENTCLOUD_SECRET_ID, TENCENTCLOUD_SECRET_KEY "
 	       "and\n"
@@ -198,7 +211,7 @@ static void print_help(void)
 	       "~/.tccli/PROFILE.credential. They are never accepted on the "
 	       "command line.\n",
 	       API_DEFAULT_ENDPOINT, DEFAULT_CACHE_SIZE, DEFAULT_DIR_TTL,
-	       DEFAULT_URL_TTL);
+	       DEFAULT_URL_TTL, DEFAULT_TIMEOUT);
 }
 
 static void print_version(void)
@@ -222,6 +235,7 @@ static void free_options(struct options *options)
 	free(options->cache_size);
 	free(options->dir_ttl);
 	free(options->url_ttl);
+	free(options->timeout);
 	free(options->log_level);
 	free(options->positional[0]);
 	free(options->positional[1]);
@@ -286,12 +300,53 @@ struct mount_state {
 	bool mounted;
 	bool signals;
 	bool curl;
+	pthread_t watcher;
+	bool watching;
+	atomic_bool stop_watching;
 };
+
+/* Waits for the FUSE session to end, by a signal or an unmount, and then
+ * cancels the downloads, API calls and waits in flight. The loop waits for
+ * every worker thread to finish its request, so without this a slow
+ * download or a paced API call would hold up the exit for as long as its
+ * timeouts and retries allow. */
+static void *watch_for_exit(void *data)
+{
+	struct mount_state *state = data;
+	struct fuse_session *session = fuse_get_session(state->fuse);
+	struct timespec interval = {
+	    .tv_sec = 0,
+	    .tv_nsec = WATCH_INTERVAL_MS * 1000000L,
+	};
+
+	while (!atomic_load(&state->stop_watching)) {
+		if (fuse_session_exited(session)) {
+			log_info("the mount is ending; cancelling the "
+				 "downloads and API calls in flight");
+			fetch_cancel(state->fetch);
+			api_cancel(state->api);
+			catalog_cancel(state->catalog);
+			break;
+		}
+		nanosleep(&interval, NULL);
+	}
+	return NULL;
+}
 
 static void teardown(struct mount_state *state)
 {
-	if (state->signals)
+	if (state->watching) {
+		atomic_store(&state->stop_watching, true);
+		pthread_join(state->watcher, NULL);
+	}
+	/* Nothing fetches once the loop has ended. */
+	fetch_cancel(state->fetch);
+	if (state->signals) {
 		fuse_remove_signal_handlers(fuse_get_session(state->fuse));
+		/* libfuse restores SIGPIPE to SIG_DFL, but the connections
+		 * closed below may still meet a peer that is gone. */
+		signal(SIGPIPE, SIG_IGN);
+	}
 	if (state->mounted)
 		fuse_unmount(state->fuse);
 	if (state->fuse)
@@ -310,11 +365,12 @@ static void teardown(struct mount_state *state)
  * after printing one line naming the bad value. */
 static int check_options(struct options *options, enum log_level *level,
 			 uint64_t *cache_size, unsigned *dir_ttl,
-			 unsigned *url_ttl)
+			 unsigned *url_ttl, unsigned *timeout)
 {
 	*level = LOG_LEVEL_INFO;
 	*dir_ttl = DEFAULT_DIR_TTL;
 	*url_ttl = DEFAULT_URL_TTL;
+	*timeout = DEFAULT_TIMEOUT;
 	if (options->log_level &&
 	    log_parse_level(options->log_level, level) < 0) {
 		fprintf(stderr,
@@ -346,6 +402,15 @@ static int check_options(struct options *options, enum log_level *level,
 			"csipfs: error: invalid url_ttl=%s: expected whole "
 			"seconds\n",
 			options->url_ttl);
+		return -1;
+	}
+	if (options->timeout &&
+	    (config_parse_seconds(options->timeout, timeout) < 0 ||
+	     *timeout == 0)) {
+		fprintf(stderr,
+			"csipfs: error: invalid timeout=%s: expected whole "
+			"seconds, at least 1\n",
+			options->timeout);
 		return -1;
 	}
 	if (options->cafile && access(options->cafile, R_OK) < 0) {
@@ -427,6 +492,7 @@ static int run(struct fuse_args *args, struct options *options)
 	uint64_t cache_size;
 	unsigned dir_ttl;
 	unsigned url_ttl;
+	unsigned timeout;
 	const char *profile;
 	char mountpoint[PATH_MAX];
 	char *cache_dir = NULL;
@@ -435,8 +501,8 @@ static int run(struct fuse_args *args, struct options *options)
 	int status = 1;
 	int rc;
 
-	if (check_options(options, &level, &cache_size, &dir_ttl, &url_ttl) <
-		0 ||
+	if (check_options(options, &level, &cache_size, &dir_ttl, &url_ttl,
+			  &timeout) < 0 ||
 	    check_arguments(options, &profile, mountpoint, sizeof(mountpoint)) <
 		0)
 		return 1;
@@ -475,7 +541,10 @@ static int run(struct fuse_args *args, struct options *options)
 		goto out;
 	}
 
-	struct fetch_options fetch_options = {.cafile = options->cafile};
+	struct fetch_options fetch_options = {
+	    .cafile = options->cafile,
+	    .stall_timeout_seconds = timeout,
+	};
 
 	if (fetch_create(&fetch_options, &state.fetch) < 0) {
 		fprintf(stderr, "csipfs: error: setting up libcurl failed\n");
@@ -500,6 +569,7 @@ static int run(struct fuse_args *args, struct options *options)
 	    .cache = state.cache,
 	    .dir_ttl = dir_ttl,
 	    .url_ttl = url_ttl,
+	    .state_dir = cache_dir,
 	};
 
 	if (catalog_create(&catalog_options, &state.catalog) < 0) {
@@ -538,6 +608,11 @@ static int run(struct fuse_args *args, struct options *options)
 	if (fuse_set_signal_handlers(fuse_get_session(state.fuse)) != 0)
 		goto out;
 	state.signals = true;
+	if (pthread_create(&state.watcher, NULL, watch_for_exit, &state) != 0) {
+		log_error("starting the shutdown watcher failed");
+		goto out;
+	}
+	state.watching = true;
 
 	if (options->single_thread) {
 		rc = fuse_loop(state.fuse);
@@ -549,6 +624,12 @@ static int run(struct fuse_args *args, struct options *options)
 		fuse_loop_cfg_set_idle_threads(loop, 16);
 		rc = fuse_loop_mt(state.fuse, loop);
 		fuse_loop_cfg_destroy(loop);
+	}
+	/* libfuse returns the number of the signal that ended the loop, and
+	 * SIGTERM, SIGINT and SIGHUP are the normal ways to stop a daemon. */
+	if (rc == SIGTERM || rc == SIGINT || rc == SIGHUP) {
+		log_info("stopping on signal %d (%s)", rc, strsignal(rc));
+		rc = 0;
 	}
 	status = rc == 0 ? 0 : 1;
 	log_info("unmounted %s", mountpoint);
@@ -564,6 +645,9 @@ int main(int argc, char *argv[])
 	struct options options = {0};
 	int status;
 
+	/* A peer that closes a TLS connection must not kill the process:
+	 * writes to it fail with EPIPE instead. */
+	signal(SIGPIPE, SIG_IGN);
 	if (fuse_opt_parse(&args, &options, option_spec, handle_option) < 0) {
 		if (!options.bad_argument)
 			fprintf(stderr, "csipfs: error: invalid options\n");

@@ -198,6 +198,12 @@ static long fetch_block(struct reader *reader, uint64_t index, char *buf)
 			  MAX_URL_REFRESHES);
 		return -EIO;
 	}
+	if (rc == -ECANCELED) {
+		log_info("account %s: report %s: reading block %" PRIu64
+			 " stopped: %s",
+			 file->account, file->report_id, index, err);
+		return -EIO;
+	}
 	if (rc < 0) {
 		log_error("account %s: report %s: reading block %" PRIu64
 			  " failed: %s",
@@ -207,13 +213,19 @@ static long fetch_block(struct reader *reader, uint64_t index, char *buf)
 	if ((result.total_size >= 0 && result.total_size != file->size) ||
 	    (file->etag[0] && result.etag[0] &&
 	     strcmp(file->etag, result.etag) != 0)) {
-		log_error("account %s: report %s: the object changed (size "
-			  "%" PRId64 " now %" PRId64 ", ETag %s now %s); "
-			  "dropping its cached data",
-			  file->account, file->report_id, file->size,
-			  result.total_size, file->etag, result.etag);
+		log_error("account %s: report %s: block %" PRIu64 ": the "
+			  "object changed (size %" PRId64 " now %" PRId64
+			  ", ETag %s now %s); dropping its cached data, so "
+			  "that the next open reads the new version",
+			  file->account, file->report_id, index, file->size,
+			  result.total_size, file->etag,
+			  result.etag[0] ? result.etag : "(none)");
 		if (reader->entry)
 			cache_entry_drop(reader->entry);
+		pthread_mutex_lock(&reader->lock);
+		reader->block_valid = false;
+		pthread_mutex_unlock(&reader->lock);
+		catalog_forget_report(reader->catalog, file);
 		return -EIO;
 	}
 	if (result.length != length) {

@@ -2,7 +2,8 @@
 # Runs every test of csipfs: installs the Debian packages that are missing,
 # builds build/, runs the unit tests and the integration tests against it,
 # then does the same with build-asan/, which has AddressSanitizer and
-# UndefinedBehaviorSanitizer. Exits non-zero if any step fails.
+# UndefinedBehaviorSanitizer. Last it builds build-fuzz/ with clang and runs
+# the libFuzzer harnesses of tests/fuzz. Exits non-zero if any step fails.
 
 set -u
 CSIPFS_SCRIPT=$(readlink -f "$0")
@@ -52,6 +53,69 @@ test_build() {
 	fi
 }
 
+# Seconds each libFuzzer harness fuzzes in the fuzzing step.
+CSIPFS_FUZZ_SECONDS=${CSIPFS_FUZZ_SECONDS:-20}
+
+# Runs every harness of build directory $1 for CSIPFS_FUZZ_SECONDS seconds,
+# starting from its corpus in tests/fuzz/corpus. New inputs go to
+# $1/fuzz-corpus and crashing inputs to $1/fuzz-artifacts, never into the
+# source tree. Fails if a harness finds a crash or none was built.
+run_fuzzers() {
+	local dir=$CSIPFS_ROOT/$1 harness name count=0 status=0
+	for harness in "$dir"/tests/fuzz/fuzz_*; do
+		if [ ! -f "$harness" ] || [ ! -x "$harness" ]; then
+			continue
+		fi
+		name=$(basename "$harness")
+		count=$((count + 1))
+		mkdir -p "$dir/fuzz-corpus/$name" "$dir/fuzz-artifacts"
+		echo "--- $name"
+		"$harness" -max_total_time="$CSIPFS_FUZZ_SECONDS" -timeout=10 \
+			-rss_limit_mb=2048 -print_final_stats=1 \
+			-artifact_prefix="$dir/fuzz-artifacts/$name-" \
+			"$dir/fuzz-corpus/$name" \
+			"$CSIPFS_ROOT/tests/fuzz/corpus/$name" || status=1
+	done
+	if [ "$count" -eq 0 ]; then
+		echo "error: $dir has no fuzz harness: it must be built by" \
+			"clang with libFuzzer (libclang-rt-14-dev)" >&2
+		return 1
+	fi
+	return "$status"
+}
+
+# Builds build-fuzz with clang, replays every file of tests/fuzz/corpus
+# (crashes found earlier are kept there as regression inputs), then fuzzes.
+fuzz_build() {
+	if ! CC=clang step "build build-fuzz" csipfs_build build-fuzz; then
+		skip "fuzz corpus (build-fuzz)" "build build-fuzz"
+		skip "fuzzing (build-fuzz)" "build build-fuzz"
+		return
+	fi
+	step "fuzz corpus (build-fuzz)" meson test -C build-fuzz --suite fuzz \
+		--print-errorlogs
+	step "fuzzing (build-fuzz)" run_fuzzers build-fuzz
+}
+
+# Builds build-tsan with ThreadSanitizer and runs the unit tests and the
+# local fault tests, whose readers open, read and close reports from 32
+# threads at once. A data race or a lock-order inversion ends the daemon
+# and fails the test.
+tsan_build() {
+	if ! step "build build-tsan" csipfs_build build-tsan \
+		-Db_sanitize=thread -Db_lundef=false; then
+		skip "unit tests (build-tsan)" "build build-tsan"
+		skip "fault tests (build-tsan)" "build build-tsan"
+		return
+	fi
+	local options=halt_on_error=1:second_deadlock_stack=1
+	step "unit tests (build-tsan)" env TSAN_OPTIONS="$options" \
+		meson test -C build-tsan --print-errorlogs
+	step "fault tests (build-tsan)" env TSAN_OPTIONS="$options" \
+		CSIPFS_BIN="$CSIPFS_ROOT/build-tsan/fs/csipfs" \
+		/usr/bin/python3 -m pytest -q tests/integration/test_faults_local.py
+}
+
 if ! step "install packages" csipfs_install_packages; then
 	echo "error: installing tests/packages.txt failed; the apt-get" \
 		"output above names the cause" >&2
@@ -63,6 +127,8 @@ test_build build
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 test_build build-asan -Db_sanitize=address,undefined -Db_lundef=false
+tsan_build
+fuzz_build
 
 echo
 echo "=== summary"

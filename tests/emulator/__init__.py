@@ -158,18 +158,65 @@ class Emulator:
         self._service.store_url = url or self.state["store_url"]
 
     def inject_fault(self, action, code="InternalError", count=1,
-                     http_status=200, delay=0.0):
+                     http_status=200, delay=0.0, body=None, seconds=None,
+                     body_mode=None):
         """Make the next count calls of action fail.
 
         action "*" matches every action. With http_status other than 200 the
-        call gets that HTTP status and an empty body instead of the error
-        envelope with code. delay, in seconds, comes before the response.
+        call gets that HTTP status and body (empty by default, or
+        api.HTML_502 for a proxy's error page) instead of the error envelope
+        with code. delay, in seconds, comes before the response. seconds
+        makes the fault apply to every call for that many seconds instead of
+        count calls. body_mode "truncated" or "invalid" breaks the body of a
+        successful response instead of failing the call.
         """
         self._service.add_fault(api.Fault(action, code, count, http_status,
-                                          delay))
+                                          delay, body=body, seconds=seconds,
+                                          body_mode=body_mode))
 
     def clear_faults(self):
         self._service.clear_faults()
+
+    def call_log(self):
+        """Return {action: [(monotonic seconds, accepted)]} for the calls
+        that passed the signature check since the last reset_counts();
+        accepted is False for a RequestLimitExceeded rejection."""
+        return self._service.call_log()
+
+    def set_clock_offset(self, seconds):
+        """Run the API's clock (timestamp check and Date header) seconds
+        ahead of the real one, or behind for a negative value."""
+        self._service.clock_offset = float(seconds)
+
+    def set_list_quirks(self, action, **quirks):
+        """Bend the pages of a list action; see ApiService._quirky_page.
+        No keyword arguments restores normal pages."""
+        self._service.set_list_quirks(action, quirks)
+
+    def set_raw_names(self, names):
+        """Send each {TaskLogId: bytes} name raw in DescribeTaskLogList,
+        invalid UTF-8 and control bytes included; {} restores the names."""
+        self._service.raw_names = dict(names)
+
+    def set_report_overrides(self, overrides):
+        """Change TaskLogInfo fields in DescribeTaskLogList:
+        {TaskLogId: {field: value}}, with api.DELETE to drop a field."""
+        with self._service._lock:
+            self._service.report_overrides = dict(overrides)
+
+    def reset_behaviour(self):
+        """Undo faults, quirks, raw names, overrides, the clock offset and
+        the rate limit, and reset the counts."""
+        service = self._service
+        service.clear_faults()
+        with service._lock:
+            service.list_quirks = {}
+            service._revealed.clear()
+            service.report_overrides = {}
+        service.raw_names = {}
+        service.clock_offset = 0.0
+        service.configure(rate_limit=self.rate_limit)
+        service.reset_counts()
 
     def stop(self):
         """Stop the API server and nginx. Safe to call more than once."""

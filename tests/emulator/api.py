@@ -8,6 +8,7 @@ injected faults.
 
 import base64
 import collections
+import email.utils
 import hashlib
 import hmac
 import http.server
@@ -61,18 +62,39 @@ class Fault:
     """An injected failure for the next count calls of one action.
 
     With http_status 200 the call returns the error code in the envelope,
-    otherwise an empty body with that HTTP status. delay is in seconds and
-    applies before the response.
+    otherwise that HTTP status with body as its body (bytes or text, empty
+    by default). delay is in seconds and applies before the response. With
+    seconds set, the fault applies to every call in the next seconds
+    seconds instead of the next count calls. body_mode replaces a
+    successful response body instead: "truncated" sends its first half,
+    "invalid" sends text that is not JSON.
     """
 
     def __init__(self, action, code="InternalError", count=1,
-                 http_status=200, delay=0.0, message=None):
+                 http_status=200, delay=0.0, message=None, body=None,
+                 seconds=None, body_mode=None):
         self.action = action
         self.code = code
         self.count = int(count)
         self.http_status = int(http_status)
         self.delay = float(delay)
         self.message = message or f"injected fault {code}"
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        self.body = body
+        self.until = (time.monotonic() + float(seconds)
+                      if seconds is not None else None)
+        self.body_mode = body_mode
+
+    def expired(self, now):
+        if self.until is not None:
+            return now >= self.until
+        return self.count <= 0
+
+
+HTML_502 = (b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n"
+            b"<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n"
+            b"</body>\r\n</html>\r\n")
 
 
 def secure_link(store_url, object_path, secret, expires):
@@ -148,6 +170,19 @@ class ApiService:
         self._faults = []
         self.url_lifetime = int(url_lifetime)
         self.rate_limit = int(rate_limit)
+        # Seconds the server clock runs ahead of the real one.
+        self.clock_offset = 0.0
+        # Per action: [(monotonic time, accepted)] of calls past the
+        # signature check, for rate assertions.
+        self._call_log = collections.defaultdict(list)
+        # Quirks of the list actions, see set_list_quirks().
+        self.list_quirks = {}
+        # TaskLogId -> bytes sent raw as that report's TaskLogName.
+        self.raw_names = {}
+        # TaskLogId -> {field: value} merged into a report's TaskLogInfo;
+        # a value of DELETE removes the field.
+        self.report_overrides = {}
+        self._revealed = set()
 
     # ------------------------------------------------------- control
 
@@ -158,6 +193,18 @@ class ApiService:
     def reset_counts(self):
         with self._lock:
             self._counts.clear()
+            self._call_log.clear()
+
+    def call_log(self):
+        """Return {action: [(monotonic seconds, accepted)]} since the last
+        reset, for the calls that passed the signature check."""
+        with self._lock:
+            return {action: list(calls)
+                    for action, calls in self._call_log.items()}
+
+    def now(self):
+        """Return the server's clock in Unix seconds."""
+        return time.time() + self.clock_offset
 
     def configure(self, url_lifetime=None, rate_limit=None):
         with self._lock:
@@ -185,12 +232,13 @@ class ApiService:
                                 "delay": f.delay} for f in self._faults]}
 
     def _take_fault(self, action):
+        now = time.monotonic()
         with self._lock:
+            self._faults = [f for f in self._faults if not f.expired(now)]
             for fault in self._faults:
-                if fault.action in (action, "*") and fault.count > 0:
-                    fault.count -= 1
-                    if fault.count == 0:
-                        self._faults.remove(fault)
+                if fault.action in (action, "*"):
+                    if fault.until is None:
+                        fault.count -= 1
                     return fault
         return None
 
@@ -226,7 +274,7 @@ class ApiService:
             raise ApiError("InvalidParameter",
                            "The header X-TC-Timestamp is not an integer.")
         timestamp = int(raw_timestamp)
-        now = int(time.time())
+        now = int(self.now())
         if abs(now - timestamp) > MAX_SKEW_SECONDS:
             raise ApiError(
                 "AuthFailure.SignatureExpire",
@@ -282,21 +330,26 @@ class ApiService:
         now = time.monotonic()
         with self._lock:
             if self.rate_limit <= 0:
+                self._call_log[action].append((now, True))
                 return
             window = self._windows[action]
             while window and window[0] <= now - 1.0:
                 window.popleft()
             if len(window) >= self.rate_limit:
+                self._call_log[action].append((now, False))
                 raise ApiError(
                     "RequestLimitExceeded",
                     f"The request rate of {action} exceeds "
                     f"{self.rate_limit} per second.")
             window.append(now)
+            self._call_log[action].append((now, True))
 
     def handle(self, headers, body):
-        """Run one API call and return (http_status, response object).
+        """Run one API call and return (http_status, response object,
+        body bytes or None).
 
-        Returns a response object of None for a bare HTTP error status.
+        The body, when not None, is sent as it is instead of the encoded
+        response object. A bare HTTP error status has neither.
         """
         action = headers.get("x-tc-action")
         self.count(action)
@@ -313,22 +366,55 @@ class ApiService:
                 if fault.http_status != 200:
                     log.info("%s %s HTTP %d (injected)", action, uin,
                              fault.http_status)
-                    return fault.http_status, None
-                raise ApiError(fault.code, fault.message)
+                    return fault.http_status, None, fault.body
+                if fault.body_mode is None:
+                    raise ApiError(fault.code, fault.message)
             params = _parse_body(body, action)
             result = getattr(self, "_" + action)(uin, params)
         except ApiError as error:
             log.info("%s %s %s", action, uin or "-", error.code)
-            return 200, _error_envelope(error, request_id)
+            return 200, _error_envelope(error, request_id), None
         except Exception:
             # A bug in the emulator still gets a well-formed response, so the
             # client under test sees InternalError, not a dropped connection.
             log.exception("%s %s failed inside the emulator", action, uin)
             return 200, _error_envelope(
-                ApiError("InternalError", "The emulator failed."), request_id)
+                ApiError("InternalError", "The emulator failed."),
+                request_id), None
         log.info("%s %s OK", action, uin)
         result["RequestId"] = request_id
-        return 200, {"Response": result}
+        payload = {"Response": result}
+        raw = self._encode_raw(payload)
+        if fault is not None and fault.body_mode is not None:
+            encoded = raw or json.dumps(payload).encode("utf-8")
+            if fault.body_mode == "truncated":
+                raw = encoded[:len(encoded) // 2]
+            else:
+                raw = b"this is not JSON {" + encoded[:40]
+        return 200, payload, raw
+
+    def _encode_raw(self, payload):
+        """Return the response body with raw_names spliced in, or None."""
+        data = payload["Response"].get("Data")
+        if not self.raw_names or not isinstance(data, list):
+            return None
+        markers = {}
+        # The items are the directory's own dicts: change copies only.
+        for index, item in enumerate(data):
+            if not isinstance(item, dict):
+                continue
+            raw = self.raw_names.get(item.get("TaskLogId"))
+            if raw is not None:
+                marker = f"@@raw-name-{len(markers)}@@"
+                markers[marker] = raw
+                data[index] = dict(item, TaskLogName=marker)
+        if not markers:
+            return None
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        for marker, raw in markers.items():
+            escaped = raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
+            body = body.replace(marker.encode("ascii"), escaped)
+        return body
 
     # ------------------------------------------------------- scope
 
@@ -362,7 +448,8 @@ class ApiService:
         items = [a["organization_user_info"] for a in self.directory.accounts
                  if requested is None
                  or a["organization_user_info"]["MemberId"] in requested]
-        return {"TotalCount": len(items), "Data": items[offset:offset + limit]}
+        return self._quirky_page("DescribeOrganizationUserInfo", items,
+                                 limit, offset, {})
 
     def _DescribeTaskLogList(self, uin, params):
         limit, offset = _page(params)
@@ -373,10 +460,54 @@ class ApiService:
         reports.sort(key=_report_order)
         complete = sum(1 for r in reports if r["Status"] == 2)
         templates = {r["TemplateId"] for r in reports}
-        return {"TotalCount": len(reports),
-                "Data": reports[offset:offset + limit],
-                "NotViewNumber": complete // 3,
-                "ReportTemplateNumber": len(templates)}
+        with self._lock:
+            overrides = dict(self.report_overrides)
+        if overrides:
+            reports = [_override(r, overrides.get(r["TaskLogId"]))
+                       for r in reports]
+        return self._quirky_page(
+            "DescribeTaskLogList", reports, limit, offset,
+            {"NotViewNumber": complete // 3,
+             "ReportTemplateNumber": len(templates)})
+
+    def set_list_quirks(self, action, quirks):
+        with self._lock:
+            self.list_quirks[action] = dict(quirks)
+            self._revealed.clear()
+
+    def _quirky_page(self, action, items, limit, offset, extra):
+        """Return one page of items, bent by the action's list quirks.
+
+        The quirks are:
+        page_limit: the maximum Limit served.
+        total_extra: added to TotalCount.
+        total_as: "string" or "real", the JSON type of TotalCount.
+        empty_from: the offset from which pages come back empty.
+        insert_after_first_page: a TaskLogId hidden until a page at an
+        offset above 0 is served, so the list shifts by one between pages.
+        """
+        with self._lock:
+            quirks = dict(self.list_quirks.get(action, {}))
+            hidden = quirks.get("insert_after_first_page")
+            if hidden is not None and offset > 0:
+                self._revealed.add(hidden)
+            if hidden in self._revealed:
+                hidden = None
+        if hidden is not None:
+            items = [i for i in items if i.get("TaskLogId") != hidden]
+        if quirks.get("page_limit"):
+            limit = min(limit, int(quirks["page_limit"]))
+        page = items[offset:offset + limit]
+        if "empty_from" in quirks and offset >= int(quirks["empty_from"]):
+            page = []
+        total = len(items) + int(quirks.get("total_extra", 0))
+        if quirks.get("total_as") == "string":
+            total = str(total)
+        elif quirks.get("total_as") == "real":
+            total = float(total)
+        result = {"TotalCount": total, "Data": page}
+        result.update(extra)
+        return result
 
     def _DescribeTaskLogURL(self, uin, params):
         if "Type" not in params:
@@ -450,6 +581,22 @@ class ApiService:
 
 
 # ----------------------------------------------------------- parameters
+
+DELETE = object()
+
+
+def _override(info, changes):
+    """Return a copy of a TaskLogInfo with changes applied."""
+    if not changes:
+        return info
+    changed = dict(info)
+    for name, value in changes.items():
+        if value is DELETE:
+            changed.pop(name, None)
+        else:
+            changed[name] = value
+    return changed
+
 
 def _error_envelope(error, request_id):
     return {"Response": {
@@ -583,12 +730,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, format, *args):
         log.debug("%s %s", self.address_string(), format % args)
 
-    def _send(self, status, payload=None):
+    def date_time_string(self, timestamp=None):
+        # The Date header follows the server's clock, offset included.
+        return email.utils.formatdate(self.server.service.now(),
+                                      usegmt=True)
+
+    def _send(self, status, payload=None, raw=None):
         body = b""
-        if payload is not None:
+        if raw is not None:
+            body = raw
+        elif payload is not None:
             body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         self.send_response(status)
-        if payload is not None:
+        if raw is not None and status != 200:
+            self.send_header("Content-Type", "text/html")
+        elif payload is not None or raw is not None:
             self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -613,8 +769,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         service = self.server.service
         if path == "/":
             headers = {k.lower(): v for k, v in self.headers.items()}
-            status, payload = service.handle(headers, body)
-            self._send(status, payload)
+            status, payload, raw = service.handle(headers, body)
+            self._send(status, payload, raw)
         elif path == "/_emulator/reset":
             options = _control_options(body)
             service.reset_counts()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import naming
 
-FIXTURE_VERSION = "csipfs-fixture-1"
+FIXTURE_VERSION = "csipfs-fixture-2"
 SEED = 20251204
 BLOCK_SIZE = 1 << 20
 MIB = 1 << 20
@@ -169,6 +169,25 @@ REPORTS = [
 ]
 
 
+# Small reports that bring the complete ones to 64, for tests that need many
+# uncached reports. They draw ids, sizes and bytes from their own random
+# generator (seed EXTRA_SEED), so the reports above keep their values.
+EXTRA_SEED = SEED + 1
+EXTRA_TASKS = [
+    ("retail2-bulk", "retail2", "Log export check", 1, 1),
+    ("nameless-bulk", "nameless", "Asset inventory", 1, 0),
+]
+EXTRA_REPORTS = [
+    (task, f"{title} {day:02d}", f"2024-1{month}-{day:02d} 08:00:00", 2,
+     None, {})
+    for task, title, month in (("retail2-bulk", "Log export", 1),
+                               ("nameless-bulk", "Asset inventory", 2))
+    for day in range(1, 11)
+]
+EXTRA_MIN_SIZE = 2 * KIB
+EXTRA_MAX_SIZE = 8 * KIB
+
+
 def parse_cst(text):
     """Convert "YYYY-MM-DD HH:MM:SS" in China Standard Time to epoch seconds."""
     moment = datetime.datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
@@ -299,8 +318,11 @@ def _hex_id(rng, digits):
     return format(rng.getrandbits(digits * 4), f"0{digits}x")
 
 
-def _make_records(rng):
-    """Build the accounts, tasks and reports with their API fields."""
+def _make_records(rng, extra_rng):
+    """Build the accounts, tasks and reports with their API fields.
+
+    Each report records in "rng" the generator that writes its object.
+    """
     accounts = {a["key"]: dict(a) for a in ACCOUNTS}
     join_times = ["2024-03-18 10:21:33", "2024-05-02 09:00:12",
                   "2024-05-02 09:04:51", "2024-08-30 17:40:02",
@@ -309,18 +331,23 @@ def _make_records(rng):
         account["join_time"] = joined
 
     tasks = {}
-    for key, account_key, name, report_type, task_type in TASKS:
-        tasks[key] = {
-            "key": key, "account": account_key,
-            "task_id": "task-" + _hex_id(rng, 12), "task_name": name,
-            "report_type": report_type, "task_type": task_type,
-            "template_id": rng.randint(1, 40), "reports": [],
-        }
+    for task_list, task_rng in ((TASKS, rng), (EXTRA_TASKS, extra_rng)):
+        for key, account_key, name, report_type, task_type in task_list:
+            tasks[key] = {
+                "key": key, "account": account_key,
+                "task_id": "task-" + _hex_id(task_rng, 12),
+                "task_name": name, "report_type": report_type,
+                "task_type": task_type,
+                "template_id": task_rng.randint(1, 40), "reports": [],
+            }
 
     reports = []
     used_ids = set()
-    for number, (task_key, name, time, status, size, options) in enumerate(
-            REPORTS, start=1):
+    entries = [(row, rng, None) for row in REPORTS]
+    entries += [(row, extra_rng, (EXTRA_MIN_SIZE, EXTRA_MAX_SIZE))
+                for row in EXTRA_REPORTS]
+    for number, (row, rng, size_range) in enumerate(entries, start=1):
+        task_key, name, time, status, size, options = row
         task = tasks[task_key]
         account = accounts[task["account"]]
         while True:
@@ -329,12 +356,13 @@ def _make_records(rng):
                 used_ids.add(task_log_id)
                 break
         if size is None:
-            size = rng.randint(2 * KIB, 300 * KIB)
+            size = rng.randint(*(size_range or (2 * KIB, 300 * KIB)))
         minutes = rng.randint(3, 180)
         start = format_cst(parse_cst(time) - minutes * 60)
         suffix = "" if options.get("noext") else ".pdf"
         report = {
             "number": number,
+            "rng": rng,
             "task": task,
             "account": account,
             "task_log_id": task_log_id,
@@ -464,7 +492,8 @@ def _scan_task(task):
 
 def _build(workdir):
     rng = random.Random(SEED)
-    accounts, tasks, reports = _make_records(rng)
+    accounts, tasks, reports = _make_records(rng,
+                                             random.Random(EXTRA_SEED))
     account_dirs, self_dirs, task_dirs, file_names = _name_tree(
         accounts, reports)
     admin = accounts["admin"]
@@ -475,7 +504,7 @@ def _build(workdir):
     paths = set()
     for report in reports:
         info = report["info"]
-        digest, words = _write_object(objects_dir, report, rng)
+        digest, words = _write_object(objects_dir, report, report["rng"])
         account = report["account"]
         path = None
         if info["Status"] == 2:

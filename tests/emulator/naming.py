@@ -37,6 +37,58 @@ def sanitize(text, max_bytes=MAX_BYTES):
     return name
 
 
+def _utf8_sequence_length(data, start):
+    """Return the length of the valid UTF-8 sequence at data[start], or 0.
+
+    The rule of names_utf8_length() in fs/names.c: RFC 3629 without
+    overlong forms, surrogates or code points above U+10FFFF.
+    """
+    lead = data[start]
+    if lead < 0x80:
+        return 1
+    if 0xC2 <= lead <= 0xDF:
+        length = 2
+    elif 0xE0 <= lead <= 0xEF:
+        length = 3
+    elif 0xF0 <= lead <= 0xF4:
+        length = 4
+    else:
+        return 0
+    if start + length > len(data):
+        return 0
+    low, high = 0x80, 0xBF
+    if lead == 0xE0:
+        low = 0xA0
+    elif lead == 0xED:
+        high = 0x9F
+    elif lead == 0xF0:
+        low = 0x90
+    elif lead == 0xF4:
+        high = 0x8F
+    if not low <= data[start + 1] <= high:
+        return 0
+    if not all(0x80 <= b <= 0xBF for b in data[start + 2:start + length]):
+        return 0
+    return length
+
+
+def repair(data):
+    """Decode bytes as csipfs does: each byte outside a valid UTF-8
+    sequence becomes U+FFFD on its own (Python's errors="replace" would
+    merge some runs), and NUL becomes "_"."""
+    out = []
+    i = 0
+    while i < len(data):
+        length = _utf8_sequence_length(data, i)
+        if length == 0:
+            out.append("\ufffd")
+            i += 1
+            continue
+        out.append(data[i:i + length].decode("utf-8"))
+        i += length
+    return "".join(out).replace("\0", "_")
+
+
 def _utf8_len(text):
     return len(text.encode("utf-8"))
 
@@ -148,7 +200,8 @@ def task_dirs(complete_reports):
 
     complete_reports are TaskLogInfo dicts (Status 2). Each distinct
     TaskCenterTaskId is a directory, named by the TaskName of its report with
-    the latest (Time, TaskLogId) and ordered by its earliest Time.
+    the latest (Time, TaskLogId), or by the task id when that TaskName is
+    null or empty, and ordered by its earliest Time.
     Returns {task_center_task_id: name}.
     """
     by_task = {}
@@ -160,7 +213,7 @@ def task_dirs(complete_reports):
                                              r["TaskLogId"].encode("utf-8")))
         earliest = min(r["Time"] for r in reports)
         entries.append({
-            "base": latest["TaskName"],
+            "base": latest["TaskName"] or task_id or "untitled",
             "ext": "",
             "id": task_id,
             "order_key": earliest,
@@ -218,6 +271,12 @@ def self_test():
     assert sanitize("ab\u4e2d", 4) == "ab"
     assert sanitize("\u4e2d" * 100) == "\u4e2d" * 85
     assert sanitize("/" * 100) == _SOLIDUS * 85
+    # A truncated 3-byte sequence is two invalid bytes, so two U+FFFD.
+    assert repair(b"a\xe4\xb8b") == "a\ufffd\ufffdb"
+    assert repair(b"\xed\xa0\x80") == "\ufffd" * 3  # a surrogate
+    assert repair(b"\xc0\xaf") == "\ufffd" * 2  # an overlong '/'
+    assert repair("\u4e2d".encode()) == "\u4e2d"
+    assert repair(b"a\0b") == "a_b"
 
     entries = [
         {"base": "r", "ext": ".pdf", "id": "b", "order_key": "2025"},

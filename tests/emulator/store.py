@@ -210,6 +210,7 @@ class Store:
         bytes (integers), and range (the Range header, None if absent).
         """
         entries = []
+        self._wait_for_quiet_log()
         try:
             text = self.access_log.read_text(encoding="utf-8",
                                              errors="replace")
@@ -232,11 +233,32 @@ class Store:
             })
         return entries
 
+    def _wait_for_quiet_log(self, quiet=0.2, limit=3.0):
+        """Wait until the access log has not grown for quiet seconds.
+
+        nginx writes a request's line only after it has sent the response,
+        so a client can see the response before the line is in the file.
+        Returns after limit seconds even if the log keeps growing.
+        """
+        deadline = time.monotonic() + limit
+        last_size = -1
+        while time.monotonic() < deadline:
+            try:
+                size = self.access_log.stat().st_size
+            except FileNotFoundError:
+                return
+            if size == last_size:
+                return
+            last_size = size
+            time.sleep(quiet)
+
     def reset_log(self):
-        """Empty the access log in place.
+        """Empty the access log in place, once lines of requests that
+        have already ended are written.
 
         nginx keeps the file open with O_APPEND, so it goes on writing at
         the new end and no reopen is needed.
         """
+        self._wait_for_quiet_log()
         with open(self.access_log, "r+b") as log_file:
             log_file.truncate(0)

@@ -36,6 +36,7 @@ SANITIZER_MARKERS = (
     "AddressSanitizer",
     "LeakSanitizer",
     "UndefinedBehaviorSanitizer",
+    "ThreadSanitizer",
     "runtime error:",
 )
 ERROR_PREFIX = "csipfs: error:"
@@ -276,7 +277,8 @@ def base_env(home, workdir):
         # test machine cannot supply credentials.
         "CSIPFS_SYSTEM_CREDENTIALS": str(workdir / "no-system-credentials"),
     }
-    for name in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
+    for name in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS",
+                 "TSAN_OPTIONS"):
         if name in os.environ:
             env[name] = os.environ[name]
     return env

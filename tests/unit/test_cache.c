@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -625,6 +626,84 @@ static void test_zero_bound(void)
 	free(buf);
 }
 
+/* Counts the lines of the file at path that contain text. */
+static int count_lines_with(const char *path, const char *text)
+{
+	char line[4096];
+	int count = 0;
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		count += strstr(line, text) != NULL;
+	fclose(f);
+	return count;
+}
+
+/* A block write that fails (here with EFBIG, from RLIMIT_FSIZE) returns
+ * -ENOSPC so that the caller serves the block from memory, leaves the
+ * block absent and uncounted, and is logged once with the data file's
+ * path however often it repeats. */
+static void test_write_failure(void)
+{
+	char dir[600];
+	char data_path[1024];
+	char log_path[1024];
+	struct cache *cache =
+	    open_cache(new_cache_dir(dir, sizeof(dir)), 8 * BLOCK);
+	struct cache_meta meta = make_meta(3 * BLOCK, "\"v1\"");
+	struct cache_entry *entry;
+	unsigned char *buf = malloc(BLOCK);
+	struct rlimit saved;
+	struct rlimit limit = {BLOCK / 2, BLOCK / 2};
+	int saved_stderr;
+	int log_fd;
+
+	CHECK_INT_EQ(cache_put_meta(cache, "k", &meta), 0);
+	CHECK_INT_EQ(cache_entry_open(cache, "k", &entry), 0);
+	fill_block(buf, BLOCK, 3);
+	entry_file(data_path, sizeof(data_path), dir, "k", "data");
+	snprintf(log_path, sizeof(log_path), "%s/write-failure.log", dir);
+
+	/* The log goes to stderr, so stderr goes to a file meanwhile. */
+	fflush(stderr);
+	saved_stderr = dup(STDERR_FILENO);
+	log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	CHECK(saved_stderr >= 0);
+	CHECK(log_fd >= 0);
+	dup2(log_fd, STDERR_FILENO);
+	signal(SIGXFSZ, SIG_IGN);
+	getrlimit(RLIMIT_FSIZE, &saved);
+	limit.rlim_max = saved.rlim_max;
+	CHECK_INT_EQ(setrlimit(RLIMIT_FSIZE, &limit), 0);
+
+	CHECK_INT_EQ(cache_entry_store(entry, 0, buf, BLOCK), -ENOSPC);
+	CHECK_INT_EQ(cache_entry_store(entry, 1, buf, BLOCK), -ENOSPC);
+
+	setrlimit(RLIMIT_FSIZE, &saved);
+	signal(SIGXFSZ, SIG_DFL);
+	fflush(stderr);
+	dup2(saved_stderr, STDERR_FILENO);
+	close(saved_stderr);
+	close(log_fd);
+
+	CHECK(!cache_entry_has_block(entry, 0));
+	CHECK(!cache_entry_has_block(entry, 1));
+	CHECK_INT_EQ(cache_used_bytes(cache), 0);
+	CHECK_INT_EQ(count_lines_with(log_path, "cannot store block"), 1);
+	CHECK_INT_EQ(count_lines_with(log_path, data_path), 1);
+	CHECK_INT_EQ(count_lines_with(log_path, strerror(EFBIG)), 1);
+
+	/* Once writes work again, the block is stored and read back. */
+	CHECK_INT_EQ(cache_entry_store(entry, 0, buf, BLOCK), 0);
+	CHECK(cache_entry_has_block(entry, 0));
+	CHECK_INT_EQ(cache_used_bytes(cache), BLOCK);
+	cache_entry_release(entry);
+	cache_close(cache);
+	free(buf);
+}
+
 static void check_modes(const char *dir)
 {
 	char path[1024];
@@ -892,6 +971,7 @@ int main(void)
 	test_lru_order_after_remount();
 	test_open_entries_kept();
 	test_zero_bound();
+	test_write_failure();
 	test_modes();
 	test_changed_etag();
 	test_threads();

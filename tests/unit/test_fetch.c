@@ -299,6 +299,7 @@ struct script_server {
 	pthread_mutex_t lock;
 	int flaky_requests;
 	int short_requests;
+	int strict_requests;
 };
 
 static struct script_server script;
@@ -430,6 +431,42 @@ static void respond(int fd, const char *path)
 	}
 }
 
+/* Responds as a strict store: a range that reaches past the end of the small
+ * object gets 416 with "bytes * /1000" (no space), others a 206. */
+static void respond_strict(int fd, const char *request)
+{
+	const char *header = strstr(request, "Range: bytes=");
+	unsigned long long first;
+	unsigned long long last;
+	char head[512];
+
+	pthread_mutex_lock(&script.lock);
+	script.strict_requests++;
+	pthread_mutex_unlock(&script.lock);
+	if (!header ||
+	    sscanf(header, "Range: bytes=%llu-%llu", &first, &last) != 2) {
+		send_text(fd, "HTTP/1.1 400 Bad Request\r\n"
+			      "Content-Length: 0\r\n"
+			      "Connection: close\r\n\r\n");
+		return;
+	}
+	if (last >= SMALL_SIZE || first > last) {
+		snprintf(head, sizeof(head),
+			 "HTTP/1.1 416 Range Not Satisfiable\r\n"
+			 "Content-Range: bytes */%d\r\n"
+			 "Content-Length: 15\r\n"
+			 "Connection: close\r\n\r\n"
+			 "not satisfiable",
+			 SMALL_SIZE);
+		send_text(fd, head);
+		return;
+	}
+	snprintf(head, sizeof(head), "bytes %llu-%llu/%d", first, last,
+		 SMALL_SIZE);
+	send_partial(fd, head, (size_t)(last - first + 1), (size_t)first,
+		     (size_t)(last - first + 1));
+}
+
 static void *serve_connection(void *arg)
 {
 	int fd = (int)(intptr_t)arg;
@@ -449,7 +486,10 @@ static void *serve_connection(void *arg)
 			break;
 	}
 	request[size] = '\0';
-	if (sscanf(request, "GET %255s ", path) == 1)
+	if (sscanf(request, "GET %255s ", path) == 1 &&
+	    strcmp(path, "/strict") == 0)
+		respond_strict(fd, request);
+	else if (path[0])
 		respond(fd, path);
 	shutdown(fd, SHUT_WR);
 	close(fd);
@@ -935,6 +975,98 @@ static void test_stall_timeout(void)
 	fetch_destroy(fetch);
 }
 
+static void test_strict_416(struct fetch *fetch)
+{
+	struct fetch_job jobs[2];
+	unsigned char buf[4096];
+	unsigned char many_bufs[2][2048];
+	struct fetch_result result;
+	char url[256];
+	char err[512];
+	int status;
+
+	url_for(url, sizeof(url), script_port, "/strict");
+	script.strict_requests = 0;
+	memset(buf, 0xee, sizeof(buf));
+	status = fetch_range(fetch, url, 0, sizeof(buf), buf, &result, err,
+			     sizeof(err));
+	CHECK_INT_EQ(status, 0);
+	CHECK_INT_EQ(result.length, SMALL_SIZE);
+	CHECK_INT_EQ(result.total_size, SMALL_SIZE);
+	CHECK(memcmp(buf, small_content, SMALL_SIZE) == 0);
+	/* The 416 body never reaches the buffer. */
+	CHECK_INT_EQ(buf[SMALL_SIZE], 0xee);
+	CHECK_INT_EQ(script.strict_requests, 2);
+
+	/* At or past the end, the 416 is the result: no second request. */
+	status = fetch_range(fetch, url, SMALL_SIZE, 10, buf, &result, err,
+			     sizeof(err));
+	CHECK_INT_EQ(status, 0);
+	CHECK_INT_EQ(result.length, 0);
+	CHECK_INT_EQ(script.strict_requests, 3);
+
+	memset(jobs, 0, sizeof(jobs));
+	jobs[0].url = url;
+	jobs[0].offset = 0;
+	jobs[0].length = sizeof(many_bufs[0]);
+	jobs[0].buf = many_bufs[0];
+	jobs[1].url = url;
+	jobs[1].offset = 600;
+	jobs[1].length = sizeof(many_bufs[1]);
+	jobs[1].buf = many_bufs[1];
+	CHECK_INT_EQ(fetch_many(fetch, jobs, 2, 2), 0);
+	CHECK_INT_EQ(jobs[0].status, 0);
+	CHECK_INT_EQ(jobs[0].result.length, SMALL_SIZE);
+	CHECK(memcmp(many_bufs[0], small_content, SMALL_SIZE) == 0);
+	CHECK_INT_EQ(jobs[1].status, 0);
+	CHECK_INT_EQ(jobs[1].result.length, SMALL_SIZE - 600);
+	CHECK(memcmp(many_bufs[1], small_content + 600, SMALL_SIZE - 600) == 0);
+	CHECK_INT_EQ(script.strict_requests, 7);
+}
+
+static void *cancel_later(void *arg)
+{
+	struct timespec delay = {.tv_sec = 0, .tv_nsec = 500000000L};
+
+	nanosleep(&delay, NULL);
+	fetch_cancel(arg);
+	return NULL;
+}
+
+static void test_cancel(void)
+{
+	struct fetch_options options = {0};
+	struct fetch *fetch;
+	pthread_t canceller;
+	char url[256];
+	unsigned char buf[100];
+	struct fetch_result result;
+	char err[512];
+	double start;
+	double elapsed;
+	int status;
+
+	CHECK_INT_EQ(fetch_create(&options, &fetch), 0);
+	url_for(url, sizeof(url), script_port, "/stall");
+	CHECK_INT_EQ(pthread_create(&canceller, NULL, cancel_later, fetch), 0);
+	start = now_seconds();
+	status = fetch_range(fetch, url, 0, sizeof(buf), buf, &result, err,
+			     sizeof(err));
+	elapsed = now_seconds() - start;
+	pthread_join(canceller, NULL);
+	fprintf(stderr, "/stall, cancelled: %s (%.1f s)\n", err, elapsed);
+	CHECK_INT_EQ(status, -ECANCELED);
+	CHECK(strstr(err, "shutting down") != NULL);
+	/* The stall timeout is 30 s; libcurl checks the progress callback
+	 * about once a second. */
+	CHECK(elapsed < 5.0);
+
+	status = fetch_range(fetch, url, 0, sizeof(buf), buf, &result, err,
+			     sizeof(err));
+	CHECK_INT_EQ(status, -ECANCELED);
+	fetch_destroy(fetch);
+}
+
 /* Fetches from nginx on a new connection and returns that connection's
  * serial number, which nginx increments for every connection it accepts. */
 static long probe_connection_serial(void)
@@ -1235,6 +1367,8 @@ int main(void)
 	test_chunked_full_body(fetch);
 	test_long_etag_dropped(fetch);
 	test_stall_timeout();
+	test_strict_416(fetch);
+	test_cancel();
 	test_https();
 	test_many(fetch);
 	test_many_retries(fetch);

@@ -13,6 +13,7 @@ struct server {
 	int empty_from;	    /* offset from which pages come back empty, -1 */
 	int insert_at_call; /* before this call, one item is inserted, -1 */
 	int fail_at_call;   /* this call fails, -1 */
+	int page_cap;	    /* maximum items in one page, 0: no cap */
 	int calls;
 	int max_limit_seen;
 	int bad_requests; /* calls whose Filter was malformed */
@@ -45,6 +46,8 @@ static int fake_call(void *caller, const char *action, json_t *request,
 	}
 	if (server->calls == server->insert_at_call)
 		server->real++;
+	if (server->page_cap > 0 && limit > server->page_cap)
+		limit = server->page_cap;
 	data = json_array();
 	for (int64_t i = offset; i < offset + limit && i < server->real; i++) {
 		if (server->empty_from >= 0 && i >= server->empty_from)
@@ -151,10 +154,11 @@ static void test_total_too_large(void)
 	struct server server = new_server(130, total);
 	struct seen seen = {0};
 
-	/* The short second page ends it. */
+	/* The short second page does not end it, since TotalCount promises
+	 * more, but the empty third page does. */
 	CHECK_INT_EQ(page(&server, &seen, 100, 0), 0);
 	CHECK_INT_EQ(seen.count, 130);
-	CHECK_INT_EQ(server.calls, 2);
+	CHECK_INT_EQ(server.calls, 3);
 	json_decref(total);
 }
 
@@ -241,6 +245,48 @@ static void test_errors_stop(void)
 	json_decref(total);
 }
 
+static void test_server_caps_limit(void)
+{
+	json_t *total = json_integer(23);
+	struct server server = new_server(23, total);
+	struct seen seen = {0};
+
+	/* Pages of 5 although 100 were requested: TotalCount keeps it going
+	 * through the short pages. */
+	server.page_cap = 5;
+	CHECK_INT_EQ(page(&server, &seen, 100, 0), 0);
+	CHECK_INT_EQ(seen.count, 23);
+	CHECK_INT_EQ(server.calls, 5);
+	for (int i = 0; i < 23; i++)
+		CHECK_INT_EQ(seen.ids[i], i);
+	json_decref(total);
+}
+
+static void test_capped_without_total(void)
+{
+	struct server server = new_server(23, NULL);
+	struct seen seen = {0};
+
+	/* Without TotalCount a short page is the end of the list. */
+	server.page_cap = 5;
+	CHECK_INT_EQ(page(&server, &seen, 100, 0), 0);
+	CHECK_INT_EQ(seen.count, 5);
+	CHECK_INT_EQ(server.calls, 1);
+}
+
+static void test_total_as_real(void)
+{
+	json_t *total = json_real(60.0);
+	struct server server = new_server(60, total);
+	struct seen seen = {0};
+
+	server.page_cap = 25;
+	CHECK_INT_EQ(page(&server, &seen, 100, 0), 0);
+	CHECK_INT_EQ(seen.count, 60);
+	CHECK_INT_EQ(server.calls, 3);
+	json_decref(total);
+}
+
 static void test_empty_list(void)
 {
 	json_t *total = json_integer(0);
@@ -266,5 +312,8 @@ int main(void)
 	test_limit_capped();
 	test_errors_stop();
 	test_empty_list();
+	test_server_caps_limit();
+	test_capped_without_total();
+	test_total_as_real();
 	return check_finish();
 }

@@ -290,6 +290,77 @@ static void test_member(void)
 	json_decref(item);
 }
 
+static void check_repair(const char *body, size_t length, const char *expected)
+{
+	char *out = NULL;
+	size_t out_length = 0;
+
+	CHECK_INT_EQ(api_repair_body(body, length, &out, &out_length), 0);
+	CHECK_INT_EQ(out_length, strlen(expected));
+	CHECK_STR_EQ(out, expected);
+	free(out);
+}
+
+static void test_repair_body(void)
+{
+	/* Valid text, escapes and control bytes outside strings pass. */
+	check_repair("{\"a\":\"\\u00e4 \\\" \xe4\xb8\xad\"}\n", 22,
+		     "{\"a\":\"\\u00e4 \\\" \xe4\xb8\xad\"}\n");
+	/* One U+FFFD per invalid byte: a cut sequence, a stray continuation
+	 * byte, an overlong '/', a surrogate and a byte above F4. */
+	check_repair("\"\xe4\xb8\"", 4, "\"\xef\xbf\xbd\xef\xbf\xbd\"");
+	check_repair("\"\x80\"", 3, "\"\xef\xbf\xbd\"");
+	check_repair("\"\xc0\xaf\"", 4, "\"\xef\xbf\xbd\xef\xbf\xbd\"");
+	check_repair("\"\xed\xa0\x80\"", 5,
+		     "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\"");
+	check_repair("\"\xf5\"", 3, "\"\xef\xbf\xbd\"");
+	/* A sequence cut by the end of the body. */
+	check_repair("\"\xf0\x9f", 3, "\"\xef\xbf\xbd\xef\xbf\xbd");
+	/* Raw control bytes and NUL inside a string become escapes. */
+	check_repair("\"a\x01\tb\0c\"", 8, "\"a\\u0001\\u0009b\\u0000c\"");
+}
+
+static void test_raw_names_parse(void)
+{
+	static const char body[] =
+	    "{\"Response\":{\"Data\":[{\"TaskLogId\":\"tl-1\","
+	    "\"TaskLogName\":\"bad\xff\x01nul\0end\",\"Status\":2}],"
+	    "\"RequestId\":\"r-9\"}}";
+	struct catalog_report_info info;
+	struct api_error error;
+	json_t *response = NULL;
+	bool retryable = true;
+	char why[256];
+
+	CHECK_INT_EQ(api_parse_response(body, sizeof(body) - 1, 200, &response,
+					&error, &retryable),
+		     0);
+	CHECK(response != NULL);
+	CHECK_INT_EQ(catalog_parse_report(
+			 json_array_get(json_object_get(response, "Data"), 0),
+			 &info, why, sizeof(why)),
+		     0);
+	/* U+FFFD for the invalid byte; U+0000 kept as '_' so the name goes
+	 * on past it. */
+	CHECK_STR_EQ(info.name, "bad\xef\xbf\xbd\x01nul_end");
+	json_decref(response);
+}
+
+static void test_report_id_with_nul(void)
+{
+	json_t *item = json_loads("{\"TaskLogId\":\"tl\\u0000x\","
+				  "\"Status\":2}",
+				  JSON_ALLOW_NUL, NULL);
+	struct catalog_report_info info;
+	char why[256] = "";
+
+	CHECK(item != NULL);
+	CHECK_INT_EQ(catalog_parse_report(item, &info, why, sizeof(why)),
+		     -EINVAL);
+	CHECK(strstr(why, "U+0000") != NULL);
+	json_decref(item);
+}
+
 int main(void)
 {
 	test_envelope_success();
@@ -301,5 +372,8 @@ int main(void)
 	test_report_rejected();
 	test_report_long_fields();
 	test_member();
+	test_repair_body();
+	test_raw_names_parse();
+	test_report_id_with_nul();
 	return check_finish();
 }
