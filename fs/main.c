@@ -187,8 +187,9 @@ static void print_help(void)
 	       "                      later open (default %d; 0 resolves on "
 	       "every open)\n"
 	       "  -o timeout=SECONDS  a download that receives no data for "
-	       "this long is\n"
-	       "                      aborted and retried (default %d)\n"
+	       "this long, or an API\n"
+	       "                      call that takes longer, is aborted and "
+	       "retried (default %d)\n"
 	       "  -o log_level=LEVEL  error, warning, info or debug (default "
 	       "info)\n"
 	       "  -o allow_other      let other users read the mount (turns "
@@ -557,6 +558,7 @@ static int run(struct fuse_args *args, struct options *options)
 	    .region = region,
 	    .cafile = options->cafile,
 	    .credentials = &state.credentials,
+	    .request_timeout = timeout,
 	};
 
 	if (api_create(&api_options, &state.api, err, sizeof(err)) < 0) {

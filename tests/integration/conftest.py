@@ -24,7 +24,8 @@ sys.path.insert(0, str(TESTS_DIR))
 from emulator import Emulator, load_manifest  # noqa: E402
 
 MOUNT_TIMEOUT = 20
-EXIT_TIMEOUT = 10
+# Sanitizer builds, ThreadSanitizer above all, run several times slower.
+EXIT_TIMEOUT = 15
 UNMOUNT_ATTEMPTS = 10
 DEFAULT_TEST_TIMEOUT = 120
 # Seconds the watchdog waits after the alarm before it kills the daemons: a
@@ -228,12 +229,30 @@ class Mount:
         try:
             status = self.process.wait(timeout=EXIT_TIMEOUT)
         except subprocess.TimeoutExpired:
+            stacks = self._thread_stacks()
             self._kill()
             pytest.fail(f"csipfs did not exit within {EXIT_TIMEOUT} s after "
-                        f"the unmount; log:\n{tail(self.log_path)}")
+                        f"the unmount; log:\n{tail(self.log_path)}\n"
+                        f"threads:\n{stacks}")
         self.process = None
         assert status == 0, (f"csipfs exited with status {status} after the "
                              f"unmount; log:\n{tail(self.log_path)}")
+
+    def _thread_stacks(self):
+        """Return the daemon's thread backtraces from gdb, to show where a
+        process that does not exit is waiting."""
+        if shutil.which("gdb") is None:
+            return "(gdb is not installed)"
+        try:
+            result = subprocess.run(
+                ["gdb", "-p", str(self.process.pid), "-batch", "-ex",
+                 "thread apply all bt 20"],
+                capture_output=True, text=True, timeout=30)
+        except subprocess.TimeoutExpired:
+            return "(gdb timed out)"
+        lines = [line for line in result.stdout.splitlines()
+                 if line.startswith(("Thread ", "#"))]
+        return "\n".join(lines[-200:])
 
     def _kill(self):
         if self.process is None:

@@ -167,6 +167,19 @@ def test_error_bursts_are_retried(mount, emulator, manifest):
         assert emulator.counts()["DescribeTaskLogURL"] >= 3
 
 
+def test_slow_api_calls_time_out_and_retry(mount, emulator, manifest):
+    member = member_account(manifest, "Acme Retail")
+    expected = expected_account_files(manifest, member["uin"])
+    with mount(options=["timeout=1"]) as m:
+        # Each of the next two calls gets its answer only after 3 s, past
+        # the 1 s timeout, so csipfs aborts them and sends a third one.
+        emulator.inject_fault("DescribeTaskLogList", "InternalError",
+                              count=2, delay=3)
+        emulator.reset_counts()
+        assert files_under(m.mountpoint / member["dir"]) == set(expected)
+        assert emulator.counts()["DescribeTaskLogList"] == 3
+
+
 def test_persistent_errors_then_recovery(mount, emulator, manifest):
     member = member_account(manifest, "Acme Retail")
     expected = expected_account_files(manifest, member["uin"])
