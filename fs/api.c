@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "names.h"
 #include "tc3.h"
 
 #define CONTENT_TYPE	   "application/json; charset=utf-8"
@@ -571,45 +572,6 @@ enum attempt_result {
 	ATTEMPT_FAIL,
 };
 
-/* Returns the length of the valid UTF-8 sequence at text (at most length
- * bytes), or 0 if the byte at text does not start one. This is the rule of
- * names_sanitize(): RFC 3629 without overlong forms, surrogates or code
- * points above U+10FFFF. */
-static size_t utf8_sequence_length(const unsigned char *text, size_t length)
-{
-	unsigned char lead = text[0];
-	unsigned char low = 0x80;
-	unsigned char high = 0xbf;
-	size_t size;
-
-	if (lead < 0x80)
-		return 1;
-	if (lead >= 0xc2 && lead <= 0xdf)
-		size = 2;
-	else if (lead >= 0xe0 && lead <= 0xef)
-		size = 3;
-	else if (lead >= 0xf0 && lead <= 0xf4)
-		size = 4;
-	else
-		return 0;
-	if (size > length)
-		return 0;
-	if (lead == 0xe0)
-		low = 0xa0;
-	else if (lead == 0xed)
-		high = 0x9f;
-	else if (lead == 0xf0)
-		low = 0x90;
-	else if (lead == 0xf4)
-		high = 0x8f;
-	if (text[1] < low || text[1] > high)
-		return 0;
-	for (size_t i = 2; i < size; i++)
-		if (text[i] < 0x80 || text[i] > 0xbf)
-			return 0;
-	return size;
-}
-
 int api_repair_body(const char *body, size_t length, char **out,
 		    size_t *out_length)
 {
@@ -624,7 +586,7 @@ int api_repair_body(const char *body, size_t length, char **out,
 	if (!repaired)
 		return -ENOMEM;
 	for (size_t i = 0; i < length;) {
-		size_t size = utf8_sequence_length(in + i, length - i);
+		size_t size = names_utf8_length(in + i, length - i);
 
 		/* One step writes at most 6 bytes (a \u00XX escape), and
 		 * the terminating NUL needs one more. */

@@ -16,16 +16,14 @@
 static const char names_fullwidth_solidus[] = "\xef\xbc\x8f"; /* U+FF0F */
 static const char names_replacement[] = "\xef\xbf\xbd";	      /* U+FFFD */
 
-/* Returns the length of the valid UTF-8 sequence at text, or 0 if the byte
- * at text does not start one. Valid sequences follow the syntax of RFC 3629,
- * section 4, which excludes overlong forms, surrogates (U+D800..U+DFFF) and
- * code points above U+10FFFF. */
-static size_t names_utf8_length(const unsigned char *text)
+size_t names_utf8_length(const unsigned char *text, size_t available)
 {
 	unsigned char lead = text[0];
 	unsigned char low = 0x80, high = 0xbf;
 	size_t length;
 
+	if (available == 0)
+		return 0;
 	if (lead < 0x80)
 		return 1;
 	if (lead >= 0xc2 && lead <= 0xdf)
@@ -35,6 +33,8 @@ static size_t names_utf8_length(const unsigned char *text)
 	else if (lead >= 0xf0 && lead <= 0xf4)
 		length = 4;
 	else
+		return 0;
+	if (length > available)
 		return 0;
 
 	/* The second byte's range excludes overlong forms, surrogates and
@@ -68,7 +68,7 @@ size_t names_sanitize(const char *text, size_t max_bytes, char *out)
 		max_bytes = 1;
 
 	while (*p) {
-		size_t in = names_utf8_length(p);
+		size_t in = names_utf8_length(p, strnlen((const char *)p, 4));
 		const char *piece = (const char *)p;
 		size_t piece_length = in;
 

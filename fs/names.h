@@ -21,6 +21,12 @@
  * max_bytes 1 gives "_"). Returns the length written. */
 size_t names_sanitize(const char *text, size_t max_bytes, char *out);
 
+/* Returns the length of the valid UTF-8 sequence at text, which has
+ * available bytes, or 0 if the byte at text does not start one. Valid
+ * sequences follow RFC 3629, section 4, which excludes overlong forms,
+ * surrogates (U+D800..U+DFFF) and code points above U+10FFFF. */
+size_t names_utf8_length(const unsigned char *text, size_t available);
+
 /* One entry of a directory to be named by names_assign(). */
 struct names_entry {
 	const char
