@@ -185,7 +185,8 @@ static int parse_endpoint(const char *endpoint, char **url, char **host,
 		authority = endpoint + 7;
 	} else {
 		snprintf(err, err_size,
-			 "invalid endpoint %s: expected https://HOST[:PORT]",
+			 "invalid endpoint %s: expected https://HOST[:PORT] "
+			 "(or http:// for tests)",
 			 endpoint);
 		return -EINVAL;
 	}

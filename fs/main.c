@@ -8,6 +8,10 @@
 #include <jansson.h>
 #include <limits.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
@@ -192,11 +196,12 @@ static void print_help(void)
 	       "retried (default %d)\n"
 	       "  -o log_level=LEVEL  error, warning, info or debug (default "
 	       "info)\n"
-	       "  -o allow_other      let other users read the mount (turns "
-	       "on\n"
-	       "                      default_permissions; needs "
-	       "user_allow_other in\n"
-	       "                      /etc/fuse.conf for non-root users)\n"
+	       "  -o allow_other      let other users read the mount (needs "
+	       "user_allow_other\n"
+	       "                      in /etc/fuse.conf for non-root users); "
+	       "the kernel checks\n"
+	       "                      modes, since default_permissions is "
+	       "always on\n"
 	       "  -o uid=N,gid=N      owner of every file (default: the "
 	       "mounting user)\n"
 	       "  -o umask=M          octal; libfuse then sets every mode to "
@@ -206,8 +211,8 @@ static void print_help(void)
 	       "\n"
 	       "Credentials: TENCENTCLOUD_SECRET_ID, TENCENTCLOUD_SECRET_KEY "
 	       "and\n"
-	       "TENCENTCLOUD_SESSION_TOKEN; else ~/.tencentcloud/credentials "
-	       "or\n"
+	       "TENCENTCLOUD_SESSION_TOKEN (or TENCENTCLOUD_TOKEN); else\n"
+	       "~/.tencentcloud/credentials or\n"
 	       "/etc/tencentcloud/credentials, section [PROFILE]; else\n"
 	       "~/.tccli/PROFILE.credential. They are never accepted on the "
 	       "command line.\n",
@@ -290,6 +295,50 @@ static char *default_cache_dir(void)
 	return dir;
 }
 
+/* Chooses where the saved listings of this SecretId live:
+ * cache_dir/owners/<SHA-256 of it>, so that a mount with other credentials
+ * never shows them, even while the API is down and cannot check the
+ * credentials. The endpoint is left out on purpose: the same SecretId names
+ * the same account through any endpoint. The cache directory's mode 0700
+ * is what keeps other users out. Creates the directory. Returns a malloc'd
+ * path, or NULL after printing why. */
+static char *listing_dir(const char *cache_dir, const char *secret_id)
+{
+	unsigned char digest[EVP_MAX_MD_SIZE];
+	unsigned int digest_length = 0;
+	char hex[2 * EVP_MAX_MD_SIZE + 1];
+	char *owner = NULL;
+	char *dir = NULL;
+	int rc;
+
+	if (asprintf(&owner, "csipfs listing owner\n%s", secret_id) < 0)
+		goto no_memory;
+	rc = EVP_Digest(owner, strlen(owner), digest, &digest_length,
+			EVP_sha256(), NULL);
+	free(owner);
+	if (!rc) {
+		fprintf(stderr, "csipfs: error: SHA-256 failed in libcrypto\n");
+		return NULL;
+	}
+	for (unsigned int i = 0; i < digest_length; i++)
+		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+	if (asprintf(&dir, "%s/owners/%s", cache_dir, hex) < 0)
+		goto no_memory;
+	rc = make_directories(dir);
+	if (rc < 0) {
+		fprintf(stderr,
+			"csipfs: error: cache_dir=%s: creating %s: %s\n",
+			cache_dir, dir, strerror(-rc));
+		free(dir);
+		return NULL;
+	}
+	return dir;
+
+no_memory:
+	fprintf(stderr, "csipfs: error: out of memory\n");
+	return NULL;
+}
+
 /* Everything the mount owns, released in reverse order by teardown(). */
 struct mount_state {
 	struct config_credentials credentials;
@@ -362,6 +411,34 @@ static void teardown(struct mount_state *state)
 		curl_global_cleanup();
 }
 
+/* Checks that file can be read and holds at least one PEM certificate, so
+ * that a wrong cafile= is named at start-up and not as a failed
+ * verification later. Returns 0, or -1 after printing one line. */
+static int check_cafile(const char *file)
+{
+	FILE *stream = fopen(file, "r");
+	X509 *certificate;
+
+	if (!stream) {
+		fprintf(stderr, "csipfs: error: cafile=%s: %s\n", file,
+			strerror(errno));
+		return -1;
+	}
+	certificate = PEM_read_X509(stream, NULL, NULL, NULL);
+	fclose(stream);
+	ERR_clear_error();
+	if (!certificate) {
+		fprintf(stderr,
+			"csipfs: error: cafile=%s: no PEM certificate found; "
+			"expected a CA bundle such as "
+			"/etc/ssl/certs/ca-certificates.crt\n",
+			file);
+		return -1;
+	}
+	X509_free(certificate);
+	return 0;
+}
+
 /* Checks the option values; fills the parsed numbers. Returns 0, or -1
  * after printing one line naming the bad value. */
 static int check_options(struct options *options, enum log_level *level,
@@ -414,11 +491,8 @@ static int check_options(struct options *options, enum log_level *level,
 			options->timeout);
 		return -1;
 	}
-	if (options->cafile && access(options->cafile, R_OK) < 0) {
-		fprintf(stderr, "csipfs: error: cafile=%s: %s\n",
-			options->cafile, strerror(errno));
+	if (options->cafile && check_cafile(options->cafile) < 0)
 		return -1;
-	}
 	return 0;
 }
 
@@ -497,6 +571,7 @@ static int run(struct fuse_args *args, struct options *options)
 	const char *profile;
 	char mountpoint[PATH_MAX];
 	char *cache_dir = NULL;
+	char *state_dir = NULL;
 	const char *region;
 	char err[1024] = "";
 	int status = 1;
@@ -517,6 +592,13 @@ static int run(struct fuse_args *args, struct options *options)
 		fprintf(stderr, "csipfs: error: %s\n", err);
 		return 1;
 	}
+	/* fuse_new() checks the remaining options before the cache is locked
+	 * or the network used, so that a typo fails at once. The callbacks
+	 * find ctx filled in by the time the mount starts. */
+	state.fuse = fuse_new(args, ops_operations(),
+			      sizeof(struct fuse_operations), &ctx);
+	if (!state.fuse)
+		goto out;
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		fprintf(stderr, "csipfs: error: curl_global_init failed\n");
 		goto out;
@@ -565,13 +647,16 @@ static int run(struct fuse_args *args, struct options *options)
 		fprintf(stderr, "csipfs: error: %s\n", err);
 		goto out;
 	}
+	state_dir = listing_dir(cache_dir, state.credentials.secret_id);
+	if (!state_dir)
+		goto out;
 	struct catalog_options catalog_options = {
 	    .api = state.api,
 	    .fetch = state.fetch,
 	    .cache = state.cache,
 	    .dir_ttl = dir_ttl,
 	    .url_ttl = url_ttl,
-	    .state_dir = cache_dir,
+	    .state_dir = state_dir,
 	};
 
 	if (catalog_create(&catalog_options, &state.catalog) < 0) {
@@ -585,12 +670,6 @@ static int run(struct fuse_args *args, struct options *options)
 	ctx.uid = getuid();
 	ctx.gid = getgid();
 	ctx.attr_timeout = dir_ttl < 60 ? dir_ttl : 60;
-	/* fuse_new() checks the remaining options before any network call,
-	 * so that a typo fails at once. */
-	state.fuse = fuse_new(args, ops_operations(),
-			      sizeof(struct fuse_operations), &ctx);
-	if (!state.fuse)
-		goto out;
 
 	rc = catalog_load(state.catalog, err, sizeof(err));
 	if (rc < 0) {
@@ -637,6 +716,7 @@ static int run(struct fuse_args *args, struct options *options)
 	log_info("unmounted %s", mountpoint);
 out:
 	teardown(&state);
+	free(state_dir);
 	free(cache_dir);
 	return status;
 }

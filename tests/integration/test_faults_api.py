@@ -442,6 +442,13 @@ def closed_port():
 
 
 @pytest.mark.time_limit(180)
+def saved_listing_dir(cache_dir):
+    """Return the one directory of saved listings under cache_dir."""
+    found = list(cache_dir.glob("owners/*/listing"))
+    assert len(found) == 1, f"saved listing directories: {found}"
+    return found[0]
+
+
 def test_mount_from_saved_listing(mount, emulator, manifest, tmp_path):
     admin = admin_account(manifest)
     cache_dir = tmp_path / "shared-cache"
@@ -454,11 +461,12 @@ def test_mount_from_saved_listing(mount, emulator, manifest, tmp_path):
     with mount(cache_dir=cache_dir) as m:
         assert files_under(m.mountpoint / admin["dir"]) == set(expected)
         assert sha256_file(m.mountpoint / cached["path"]) == cached["sha256"]
-    saved = sorted(os.listdir(cache_dir / "listing"))
+    listing = saved_listing_dir(cache_dir)
+    saved = sorted(os.listdir(listing))
     assert "accounts.json" in saved
     assert len(saved) == 2, saved
     for name in saved:
-        mode = os.stat(cache_dir / "listing" / name).st_mode & 0o777
+        mode = os.stat(listing / name).st_mode & 0o777
         assert mode == 0o600, f"{name} has mode {mode:o}"
         assert re.fullmatch(r"accounts\.json|[0-9a-f]{64}\.json", name)
 
@@ -488,11 +496,27 @@ def test_mount_fails_without_saved_listing(mount, tmp_path):
     assert "no listing saved by an earlier mount" in errors[0]
 
 
+def test_other_credentials_ignore_saved_listing(mount, emulator, tmp_path):
+    cache_dir = tmp_path / "shared-cache"
+    with mount(cache_dir=cache_dir):
+        pass
+    assert (saved_listing_dir(cache_dir) / "accounts.json").exists()
+    # The API is down, so nothing can check these credentials: the
+    # administrator's saved listing must still not be shown to them.
+    port = closed_port()
+    m = mount(cache_dir=cache_dir, credential="member",
+              options=[f"endpoint=https://127.0.0.1:{port}"])
+    status, log = m.run_to_exit()
+    assert status == 1, log
+    assert "no listing saved by an earlier mount" in log
+    assert "mounting the listing saved" not in log
+
+
 def test_auth_failure_ignores_saved_listing(mount, emulator, tmp_path):
     cache_dir = tmp_path / "shared-cache"
     with mount(cache_dir=cache_dir):
         pass
-    assert (cache_dir / "listing" / "accounts.json").exists()
+    assert (saved_listing_dir(cache_dir) / "accounts.json").exists()
     m = mount(cache_dir=cache_dir,
               env={"TENCENTCLOUD_SECRET_KEY": "not-the-key"})
     status, log = m.run_to_exit()
