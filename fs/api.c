@@ -57,9 +57,10 @@ struct api {
 	double deadline_seconds;
 	double request_timeout; /* seconds for one attempt */
 	double max_rate;	/* calls per second and action, at most */
-	/* DNS and TLS sessions are shared; connections are not, because
-	 * libcurl 7.88 documents its shared connection cache as unsafe across
-	 * threads. Each pooled handle keeps its own connections instead. */
+	/* The DNS cache is shared; connections and TLS sessions are not,
+	 * because libcurl 7.88 documents its shared connection cache as unsafe
+	 * across threads and shared TLS sessions race inside OpenSSL. Each
+	 * pooled handle keeps its own connections instead. */
 	CURLSH *share;
 	pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
 	pthread_mutex_t pool_lock;
@@ -261,9 +262,9 @@ int api_create(const struct api_options *options, struct api **out, char *err,
 	curl_share_setopt(api->share, CURLSHOPT_LOCKFUNC, share_lock_cb);
 	curl_share_setopt(api->share, CURLSHOPT_UNLOCKFUNC, share_unlock_cb);
 	curl_share_setopt(api->share, CURLSHOPT_USERDATA, api);
+	/* Only DNS: TLS sessions shared between threads race inside OpenSSL
+	 * (see fetch.c), and each pooled handle keeps its own connections. */
 	curl_share_setopt(api->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
-	curl_share_setopt(api->share, CURLSHOPT_SHARE,
-			  CURL_LOCK_DATA_SSL_SESSION);
 	*out = api;
 	return 0;
 

@@ -1,11 +1,14 @@
 /* Ranged GETs of report objects. Every transfer runs on an easy handle taken
  * from a pool, and fetch_many() on a multi handle taken from a second pool.
  * An idle handle keeps its open connections, so the next range fetched with
- * it reuses one. All handles share the DNS cache and TLS sessions through a
- * CURLSH. Connections themselves are not shared (CURL_LOCK_DATA_CONNECT),
- * because libcurl 7.88 lists "A shared connection cache is not thread-safe"
- * among its known bugs. Responses are validated before a byte reaches the
- * caller's buffer, and nothing is ever written past the requested length. */
+ * it reuses one. All handles share the DNS cache through a CURLSH.
+ * Connections are not shared (CURL_LOCK_DATA_CONNECT), because libcurl 7.88
+ * lists "A shared connection cache is not thread-safe" among its known bugs,
+ * and neither are TLS sessions: ThreadSanitizer caught one thread freeing
+ * the certificate stack of a shared OpenSSL session while another copied it
+ * (libcurl 7.88, OpenSSL 3.0). Responses are validated before a byte reaches
+ * the caller's buffer, and nothing is ever written past the requested length.
+ */
 #include "fetch.h"
 #include "log.h"
 
@@ -215,9 +218,7 @@ int fetch_create(const struct fetch_options *options, struct fetch **out)
 			      unlock_share) ||
 	    curl_share_setopt(fetch->share, CURLSHOPT_USERDATA, fetch) ||
 	    curl_share_setopt(fetch->share, CURLSHOPT_SHARE,
-			      CURL_LOCK_DATA_DNS) ||
-	    curl_share_setopt(fetch->share, CURLSHOPT_SHARE,
-			      CURL_LOCK_DATA_SSL_SESSION))
+			      CURL_LOCK_DATA_DNS))
 		goto fail_setopt;
 
 	*out = fetch;

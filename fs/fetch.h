@@ -25,7 +25,7 @@ struct fetch_options {
 struct fetch;
 
 /* Creates the pools of libcurl handles, which keep their connections open
- * between transfers, and the DNS and TLS session caches they share.
+ * between transfers, and the DNS cache they share.
  * Returns 0 or -ENOMEM. Must be called after curl_global_init(). */
 int fetch_create(const struct fetch_options *options, struct fetch **out);
 void fetch_destroy(struct fetch *fetch);
