@@ -15,7 +15,7 @@
 #define API_SERVICE	     "csip"
 #define API_DEFAULT_ENDPOINT "https://csip.intl.tencentcloudapi.com"
 
-/* Longest response body accepted, in bytes. */
+/* Maximum response body accepted, in bytes. */
 #define API_MAX_RESPONSE_BYTES (16 * 1024 * 1024)
 
 struct api_options {
@@ -32,7 +32,7 @@ struct api_options {
 	double request_timeout; /* seconds for one attempt; 0 means 30 */
 };
 
-/* Why a call failed. Fields are "" when unknown. */
+/* The cause of a failed call. Fields are "" when unknown. */
 struct api_error {
 	int errnum;	  /* positive errno that ops returns for this failure */
 	long http_status; /* 0 when no HTTP response arrived */

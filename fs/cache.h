@@ -14,7 +14,7 @@
 
 #define CACHE_BLOCK_SIZE (1024 * 1024)
 
-/* What csipfs learned about a report from its object store. */
+/* Metadata of a report, from its object store. */
 struct cache_meta {
 	int64_t size;		/* exact size in bytes */
 	char etag[128];		/* "" if the store sent none */

@@ -36,7 +36,7 @@ void fetch_destroy(struct fetch *fetch);
  * call from any thread, more than once, but not from a signal handler. */
 void fetch_cancel(struct fetch *fetch);
 
-/* What a response said about the object. */
+/* Facts about the object from one response. */
 struct fetch_result {
 	int64_t total_size; /* size of the whole object, -1 if unknown */
 	size_t length;	    /* bytes written to the buffer */

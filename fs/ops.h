@@ -10,7 +10,7 @@
 #include "catalog.h"
 #include "fetch.h"
 
-/* What the callbacks share; passed as fuse_new()'s user data. */
+/* State shared by the callbacks, passed as fuse_new()'s user data. */
 struct ops_context {
 	struct catalog *catalog;
 	struct cache *cache;
