@@ -98,4 +98,8 @@ uint64_t cache_max_bytes(struct cache *cache);
  * of earlier bytes (0 to start). This is the block checksum of the index. */
 uint32_t cache_crc32c(uint32_t crc, const void *data, size_t size);
 
+/* The same without the processor's crc32 instruction, which cache_crc32c()
+ * uses where it exists; for tests that compare the two. */
+uint32_t cache_crc32c_portable(uint32_t crc, const void *data, size_t size);
+
 #endif

@@ -39,6 +39,12 @@
 #define DEFAULT_TIMEOUT	   30
 /* How often the shutdown watcher checks whether the FUSE loop is ending. */
 #define WATCH_INTERVAL_MS 50
+/* The kernel's read-ahead for the mount, in KiB, where it may be raised.
+ * The kernel sends a file's read-ahead as several reads in parallel, while
+ * its default of 128 KiB keeps about one small read in flight. */
+#define MOUNT_READAHEAD_KB 8192
+/* FUSE worker threads at most, enough for the kernel's parallel reads. */
+#define MAX_LOOP_THREADS 32
 
 struct options {
 	char *endpoint;
@@ -401,8 +407,9 @@ static void teardown(struct mount_state *state)
 		fuse_unmount(state->fuse);
 	if (state->fuse)
 		fuse_destroy(state->fuse);
-	catalog_destroy(state->catalog);
+	/* Read-ahead workers use the catalog and the cache until stopped. */
 	reader_shutdown();
+	catalog_destroy(state->catalog);
 	cache_close(state->cache);
 	api_destroy(state->api);
 	fetch_destroy(state->fetch);
@@ -538,6 +545,82 @@ static int check_arguments(struct options *options, const char **profile,
 		return -1;
 	}
 	return 0;
+}
+
+/* Undoes the octal escapes (\040 and the like) of a /proc/self/mountinfo
+ * field in place. */
+static void unescape_mountinfo(char *field)
+{
+	char *out = field;
+
+	for (char *in = field; *in; out++) {
+		if (in[0] == '\\' && in[1] >= '0' && in[1] <= '3' &&
+		    in[2] >= '0' && in[2] <= '7' && in[3] >= '0' &&
+		    in[3] <= '7') {
+			*out = (char)((in[1] - '0') << 6 | (in[2] - '0') << 3 |
+				      (in[3] - '0'));
+			in += 4;
+		} else {
+			*out = *in++;
+		}
+	}
+	*out = '\0';
+}
+
+/* Raises the kernel's read-ahead of the mount at mountpoint to
+ * MOUNT_READAHEAD_KB through its backing device in sysfs, which only root
+ * may do. A failure only leaves the kernel's default, so it is logged at
+ * debug level. */
+static void raise_readahead(const char *mountpoint)
+{
+	FILE *mounts = fopen("/proc/self/mountinfo", "re");
+	char line[PATH_MAX * 2 + 512];
+	char device[32] = "";
+	char path[128];
+	bool written;
+	FILE *knob;
+
+	if (!mounts) {
+		log_debug("kept the kernel's read-ahead: /proc/self/mountinfo: "
+			  "%s",
+			  strerror(errno));
+		return;
+	}
+	/* The last match is the mount just made, should others lie below. */
+	while (fgets(line, sizeof(line), mounts)) {
+		char *save = NULL;
+		char *fields[5];
+		int count = 0;
+
+		for (char *token = strtok_r(line, " ", &save);
+		     token && count < 5; token = strtok_r(NULL, " ", &save))
+			fields[count++] = token;
+		if (count < 5)
+			continue;
+		unescape_mountinfo(fields[4]);
+		if (strcmp(fields[4], mountpoint) == 0 &&
+		    strlen(fields[2]) < sizeof(device))
+			strcpy(device, fields[2]);
+	}
+	fclose(mounts);
+	if (!device[0]) {
+		log_debug("kept the kernel's read-ahead: %s is not in "
+			  "/proc/self/mountinfo",
+			  mountpoint);
+		return;
+	}
+	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", device);
+	knob = fopen(path, "we");
+	written = knob && fprintf(knob, "%d\n", MOUNT_READAHEAD_KB) > 0;
+	if (knob && fclose(knob) != 0)
+		written = false;
+	if (!written) {
+		log_debug("kept the kernel's read-ahead: writing %s: %s", path,
+			  strerror(errno));
+		return;
+	}
+	log_debug("raised the kernel's read-ahead to %d KiB (%s)",
+		  MOUNT_READAHEAD_KB, path);
 }
 
 static int build_fuse_args(struct fuse_args *args, const char *profile,
@@ -680,6 +763,7 @@ static int run(struct fuse_args *args, struct options *options)
 	if (fuse_mount(state.fuse, mountpoint) != 0)
 		goto out;
 	state.mounted = true;
+	raise_readahead(mountpoint);
 	log_info("mounted profile %s on %s (cache %s, %" PRIu64 " bytes)",
 		 profile, mountpoint, cache_dir, cache_size);
 	if (fuse_daemonize(options->foreground) != 0)
@@ -703,6 +787,7 @@ static int run(struct fuse_args *args, struct options *options)
 			goto out;
 		fuse_loop_cfg_set_clone_fd(loop, 0);
 		fuse_loop_cfg_set_idle_threads(loop, 16);
+		fuse_loop_cfg_set_max_threads(loop, MAX_LOOP_THREADS);
 		rc = fuse_loop_mt(state.fuse, loop);
 		fuse_loop_cfg_destroy(loop);
 	}

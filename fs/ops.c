@@ -21,7 +21,10 @@ static void *ops_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
 	struct ops_context *ctx = context();
 
-	(void)conn;
+	/* The kernel sends at most max_background reads at once, and its
+	 * read-ahead of a file needs several of them in flight. */
+	conn->max_background = 64;
+	conn->congestion_threshold = 48;
 	cfg->use_ino = 1;
 	cfg->entry_timeout = ctx->attr_timeout;
 	cfg->attr_timeout = ctx->attr_timeout;

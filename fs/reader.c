@@ -1,10 +1,22 @@
 /* An open report: block lookup in the cache, fetches of missing blocks
- * shared between readers, URL refresh when a signed URL expires. */
+ * shared between readers, read-ahead on sequential access, URL refresh when
+ * a signed URL expires.
+ *
+ * Read-ahead: a read continues a sequential run when it starts at offset 0
+ * or near where the run has reached so far. "Near" allows for the kernel
+ * sending one stream's reads from several threads, slightly out of order.
+ * The window of blocks fetched ahead doubles with each read of a run, from
+ * 2 up to READAHEAD_MAX_BLOCKS, and drops to nothing on a read elsewhere.
+ * Blocks ahead are queued for a pool of worker threads, which fetch them
+ * over kept-open connections and store them in the cache. A read that reaches
+ * a block still in flight waits for that fetch instead of starting its
+ * own. Without a cache to keep blocks in, nothing is fetched ahead. */
 #include "reader.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +27,15 @@
 #define MAX_URL_REFRESHES 3
 /* Rounds of waiting for another reader's fetch before fetching alone. */
 #define MAX_SHARED_ROUNDS 3
+/* Worker threads that fetch blocks ahead, shared by every open report. */
+#define READAHEAD_WORKERS 8
+/* The widest read-ahead window, in blocks. */
+#define READAHEAD_MAX_BLOCKS 16
+/* Blocks queued for the workers, over every open report. */
+#define READAHEAD_MAX_QUEUED 64
+/* A read that starts at most this far before or after the end of the run
+ * so far continues it. */
+#define SEQUENTIAL_SLACK (4 * (uint64_t)CACHE_BLOCK_SIZE)
 
 struct reader {
 	struct catalog *catalog;
@@ -34,6 +55,40 @@ struct reader {
 	/* Links in the list of open readers. */
 	struct reader *prev;
 	struct reader *next;
+	/* One reference for the open file, one per queued or running
+	 * read-ahead job; the last one frees the reader. */
+	atomic_int refs;
+	/* The access pattern, under lock. */
+	uint64_t run_end;    /* the furthest byte the run has read to */
+	unsigned run_reads;  /* reads in the run, 0 before the first read */
+	uint64_t ahead_next; /* first block not yet queued ahead of the run */
+	/* Under the pool's lock. */
+	unsigned ahead_jobs; /* queued or running */
+	bool closed;
+	bool ahead_failed; /* the cache refused a block fetched ahead */
+};
+
+/* A block to fetch ahead. */
+struct ahead_job {
+	struct reader *reader;
+	uint64_t index;
+	struct ahead_job *next;
+};
+
+/* The read-ahead workers and their queue. */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	pthread_t threads[READAHEAD_WORKERS];
+	int started; /* threads running */
+	bool starting_failed;
+	bool stopping;
+	struct ahead_job *head;
+	struct ahead_job *tail;
+	size_t queued;
+} pool = {
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .wake = PTHREAD_COND_INITIALIZER,
 };
 
 /* A block fetch in progress, which other readers of the report wait for. */
@@ -42,11 +97,13 @@ struct flight {
 	uint64_t index;
 	bool done;
 	int waiters;
+	pthread_cond_t ended; /* signalled with flights_lock held */
 	struct flight *next;
 };
 
+static void fetch_ahead(struct reader *reader, uint64_t index, char *buf);
+
 static pthread_mutex_t flights_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t flights_changed = PTHREAD_COND_INITIALIZER;
 static struct flight *flights;
 
 /* Open readers, so that those whose release the kernel never sent (it sends
@@ -69,6 +126,7 @@ int reader_open(struct catalog *catalog, struct cache *cache,
 	reader->fetch = fetch;
 	reader->file = *file;
 	reader->opened_at = catalog_now();
+	atomic_init(&reader->refs, 1);
 	pthread_mutex_init(&reader->lock, NULL);
 	rc = cache_entry_open(cache, file->key, &reader->entry);
 	if (rc < 0) {
@@ -96,8 +154,59 @@ static void forget_url(struct reader *reader)
 	}
 }
 
+static void unref_reader(struct reader *reader)
+{
+	if (atomic_fetch_sub(&reader->refs, 1) != 1)
+		return;
+	if (reader->entry)
+		cache_entry_release(reader->entry);
+	forget_url(reader);
+	free(reader->block);
+	pthread_mutex_destroy(&reader->lock);
+	free(reader);
+}
+
+/* Takes the queued read-ahead jobs of reader, or of every reader when
+ * reader is NULL, off the queue. Called with pool.lock held; returns them
+ * as a list for drop_jobs(). */
+static struct ahead_job *unqueue_jobs(struct reader *reader)
+{
+	struct ahead_job *taken = NULL;
+	struct ahead_job **link = &pool.head;
+
+	pool.tail = NULL;
+	while (*link) {
+		struct ahead_job *job = *link;
+
+		if (reader && job->reader != reader) {
+			pool.tail = job;
+			link = &job->next;
+			continue;
+		}
+		*link = job->next;
+		job->reader->ahead_jobs--;
+		pool.queued--;
+		job->next = taken;
+		taken = job;
+	}
+	return taken;
+}
+
+static void drop_jobs(struct ahead_job *jobs)
+{
+	while (jobs) {
+		struct ahead_job *next = jobs->next;
+
+		unref_reader(jobs->reader);
+		free(jobs);
+		jobs = next;
+	}
+}
+
 void reader_close(struct reader *reader)
 {
+	struct ahead_job *jobs;
+
 	if (!reader)
 		return;
 	pthread_mutex_lock(&readers_lock);
@@ -108,12 +217,13 @@ void reader_close(struct reader *reader)
 	if (reader->next)
 		reader->next->prev = reader->prev;
 	pthread_mutex_unlock(&readers_lock);
-	if (reader->entry)
-		cache_entry_release(reader->entry);
-	forget_url(reader);
-	free(reader->block);
-	pthread_mutex_destroy(&reader->lock);
-	free(reader);
+	pthread_mutex_lock(&pool.lock);
+	reader->closed = true;
+	jobs = unqueue_jobs(reader);
+	pthread_mutex_unlock(&pool.lock);
+	drop_jobs(jobs);
+	/* A job that is running keeps the reader until its fetch ends. */
+	unref_reader(reader);
 }
 
 bool reader_is_cached(struct reader *reader)
@@ -158,10 +268,14 @@ static void free_url(char *url)
 }
 
 /* Fetches block index into buf, refreshing the URL when it has expired,
- * and checks that the object is still the one the metadata describes.
+ * and checks that the object is still the one the metadata describes. A
+ * failed fetch ahead of the reads is logged only at debug level, since the
+ * read that later needs the block fetches it again and logs that.
  * Returns the block's length or a negated errno. */
-static long fetch_block(struct reader *reader, uint64_t index, char *buf)
+static long fetch_block(struct reader *reader, uint64_t index, char *buf,
+			bool ahead)
 {
+	enum log_level failure = ahead ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR;
 	const struct catalog_file *file = &reader->file;
 	uint64_t offset = index * (uint64_t)CACHE_BLOCK_SIZE;
 	size_t length = (uint64_t)file->size - offset < CACHE_BLOCK_SIZE
@@ -192,10 +306,11 @@ static long fetch_block(struct reader *reader, uint64_t index, char *buf)
 		not_before = started;
 	}
 	if (rc == -FETCH_EXPIRED) {
-		log_error("account %s: report %s: block %" PRIu64 ": %d fresh "
-			  "URLs were rejected as expired",
-			  file->account, file->report_id, index,
-			  MAX_URL_REFRESHES);
+		log_msg(failure,
+			"account %s: report %s: block %" PRIu64 ": %d fresh "
+			"URLs were rejected as expired",
+			file->account, file->report_id, index,
+			MAX_URL_REFRESHES);
 		return -EIO;
 	}
 	if (rc == -ECANCELED) {
@@ -205,9 +320,11 @@ static long fetch_block(struct reader *reader, uint64_t index, char *buf)
 		return -EIO;
 	}
 	if (rc < 0) {
-		log_error("account %s: report %s: reading block %" PRIu64
-			  " failed: %s",
-			  file->account, file->report_id, index, err);
+		log_msg(failure,
+			"account %s: report %s: reading block %" PRIu64
+			"%s failed: %s",
+			file->account, file->report_id, index,
+			ahead ? " ahead" : "", err);
 		return -EIO;
 	}
 	if ((result.total_size >= 0 && result.total_size != file->size) ||
@@ -229,18 +346,27 @@ static long fetch_block(struct reader *reader, uint64_t index, char *buf)
 		return -EIO;
 	}
 	if (result.length != length) {
-		log_error("account %s: report %s: block %" PRIu64 ": got %zu "
-			  "of %zu bytes",
-			  file->account, file->report_id, index, result.length,
-			  length);
+		log_msg(failure,
+			"account %s: report %s: block %" PRIu64 ": got %zu "
+			"of %zu bytes",
+			file->account, file->report_id, index, result.length,
+			length);
 		return -EIO;
 	}
 	return (long)length;
 }
 
+static void free_flight(struct flight *flight)
+{
+	pthread_cond_destroy(&flight->ended);
+	free(flight->key);
+	free(flight);
+}
+
 /* Joins or starts the fetch of block index. Returns true when the caller
- * must do the fetch, false after another reader's fetch has ended. */
-static bool join_flight(const char *key, uint64_t index)
+ * must do the fetch, false after another reader's fetch has ended, or at
+ * once when wait is false and another fetch is in flight. */
+static bool join_flight(const char *key, uint64_t index, bool wait)
 {
 	struct flight *flight;
 
@@ -248,19 +374,22 @@ static bool join_flight(const char *key, uint64_t index)
 	for (flight = flights; flight; flight = flight->next)
 		if (flight->index == index && strcmp(flight->key, key) == 0)
 			break;
+	if (flight && !wait) {
+		pthread_mutex_unlock(&flights_lock);
+		return false;
+	}
 	if (flight) {
 		flight->waiters++;
 		while (!flight->done)
-			pthread_cond_wait(&flights_changed, &flights_lock);
-		if (--flight->waiters == 0) {
-			free(flight->key);
-			free(flight);
-		}
+			pthread_cond_wait(&flight->ended, &flights_lock);
+		if (--flight->waiters == 0)
+			free_flight(flight);
 		pthread_mutex_unlock(&flights_lock);
 		return false;
 	}
 	flight = calloc(1, sizeof(*flight));
 	if (flight && (flight->key = strdup(key))) {
+		pthread_cond_init(&flight->ended, NULL);
 		flight->index = index;
 		flight->next = flights;
 		flights = flight;
@@ -281,19 +410,101 @@ static void end_flight(const char *key, uint64_t index)
 			continue;
 		*link = flight->next;
 		flight->done = true;
-		if (flight->waiters == 0) {
-			free(flight->key);
-			free(flight);
-		}
+		if (flight->waiters == 0)
+			free_flight(flight);
+		else
+			pthread_cond_broadcast(&flight->ended);
 		break;
 	}
-	pthread_cond_broadcast(&flights_changed);
 	pthread_mutex_unlock(&flights_lock);
+}
+
+/* Runs read-ahead jobs until the pool stops. Each worker keeps one block
+ * buffer for its whole life, so that the allocator is not asked for a
+ * block at every fetch. */
+static void *run_ahead_jobs(void *unused)
+{
+	char *buf = malloc(CACHE_BLOCK_SIZE);
+
+	(void)unused;
+	pthread_mutex_lock(&pool.lock);
+	for (;;) {
+		struct ahead_job *job;
+		bool skip;
+
+		while (!pool.head && !pool.stopping)
+			pthread_cond_wait(&pool.wake, &pool.lock);
+		if (pool.stopping)
+			break;
+		job = pool.head;
+		pool.head = job->next;
+		if (!pool.head)
+			pool.tail = NULL;
+		pool.queued--;
+		skip = job->reader->closed;
+		pthread_mutex_unlock(&pool.lock);
+
+		if (!skip && buf)
+			fetch_ahead(job->reader, job->index, buf);
+
+		pthread_mutex_lock(&pool.lock);
+		job->reader->ahead_jobs--;
+		pthread_mutex_unlock(&pool.lock);
+		unref_reader(job->reader);
+		free(job);
+		pthread_mutex_lock(&pool.lock);
+	}
+	pthread_mutex_unlock(&pool.lock);
+	free(buf);
+	return NULL;
+}
+
+/* Starts the workers on first use. Called with pool.lock held. Returns
+ * whether any worker runs. */
+static bool start_pool(void)
+{
+	if (pool.started > 0 || pool.starting_failed || pool.stopping)
+		return pool.started > 0 && !pool.stopping;
+	while (pool.started < READAHEAD_WORKERS) {
+		if (pthread_create(&pool.threads[pool.started], NULL,
+				   run_ahead_jobs, NULL) != 0)
+			break;
+		pool.started++;
+	}
+	if (pool.started == 0) {
+		pool.starting_failed = true;
+		log_warning("starting the read-ahead threads failed; reads "
+			    "fetch one block at a time");
+	}
+	return pool.started > 0;
+}
+
+/* Stops the workers: jobs still queued are dropped, and running ones end
+ * as soon as their fetch does (fetch_cancel() ends it at once). */
+static void stop_pool(void)
+{
+	struct ahead_job *jobs;
+	int started;
+
+	pthread_mutex_lock(&pool.lock);
+	pool.stopping = true;
+	jobs = unqueue_jobs(NULL);
+	started = pool.started;
+	pthread_cond_broadcast(&pool.wake);
+	pthread_mutex_unlock(&pool.lock);
+	drop_jobs(jobs);
+	for (int i = 0; i < started; i++)
+		pthread_join(pool.threads[i], NULL);
+	pthread_mutex_lock(&pool.lock);
+	pool.started = 0;
+	pthread_mutex_unlock(&pool.lock);
 }
 
 void reader_shutdown(void)
 {
 	size_t open = 0;
+
+	stop_pool();
 
 	while (readers) {
 		reader_close(readers);
@@ -308,8 +519,7 @@ void reader_shutdown(void)
 	while (flights) {
 		struct flight *next = flights->next;
 
-		free(flights->key);
-		free(flights);
+		free_flight(flights);
 		flights = next;
 	}
 	pthread_mutex_unlock(&flights_lock);
@@ -354,7 +564,7 @@ static int load_block(struct reader *reader, uint64_t index)
 	buf = malloc(CACHE_BLOCK_SIZE);
 	if (!buf)
 		return -ENOMEM;
-	length = fetch_block(reader, index, buf);
+	length = fetch_block(reader, index, buf, false);
 	if (length < 0) {
 		free(buf);
 		return (int)length;
@@ -379,6 +589,126 @@ static int load_block(struct reader *reader, uint64_t index)
 	return 0;
 }
 
+/* Fetches block index ahead of the reads into the cache through buf, a
+ * block's worth of memory, unless the block is there already or another
+ * fetch of it is in flight. */
+static void fetch_ahead(struct reader *reader, uint64_t index, char *buf)
+{
+	const struct catalog_file *file = &reader->file;
+	long length;
+	int rc;
+
+	if (cache_entry_has_block(reader->entry, index) ||
+	    !join_flight(file->key, index, false))
+		return;
+	length = fetch_block(reader, index, buf, true);
+	rc = length < 0
+		 ? (int)length
+		 : cache_entry_store(reader->entry, index, buf, (size_t)length);
+	end_flight(file->key, index);
+	if (length >= 0 && rc < 0) {
+		/* The cache is full or the report changed: blocks fetched
+		 * ahead would only be thrown away. */
+		log_debug("account %s: report %s: read-ahead stopped: "
+			  "caching block %" PRIu64 " failed: %s",
+			  file->account, file->report_id, index, strerror(-rc));
+		pthread_mutex_lock(&pool.lock);
+		reader->ahead_failed = true;
+		pthread_mutex_unlock(&pool.lock);
+	}
+}
+
+/* Records a read of bytes [start, end) in the access pattern. Returns how
+ * many blocks after the read to have fetched ahead, 0 for none, and sets
+ * *queued_until to the first block not queued yet. */
+static unsigned note_read(struct reader *reader, uint64_t start, uint64_t end,
+			  uint64_t *queued_until)
+{
+	unsigned window = 0;
+	bool run;
+
+	pthread_mutex_lock(&reader->lock);
+	run = start == 0 || (reader->run_reads > 0 &&
+			     start + SEQUENTIAL_SLACK >= reader->run_end &&
+			     start <= reader->run_end + SEQUENTIAL_SLACK);
+	if (run) {
+		reader->run_reads++;
+		if (start == 0 && reader->run_reads < 2)
+			reader->run_reads = 2;
+		if (end > reader->run_end)
+			reader->run_end = end;
+	} else {
+		reader->run_reads = 1;
+		reader->run_end = end;
+		reader->ahead_next = 0;
+	}
+	if (reader->run_reads >= 2) {
+		unsigned shift = reader->run_reads - 1;
+
+		window = shift >= 5 ? READAHEAD_MAX_BLOCKS : 1u << shift;
+		if (window > READAHEAD_MAX_BLOCKS)
+			window = READAHEAD_MAX_BLOCKS;
+	}
+	*queued_until = reader->ahead_next;
+	pthread_mutex_unlock(&reader->lock);
+	return window;
+}
+
+/* Records the read of bytes [start, end) and queues the blocks after the
+ * one holding byte end - 1, as many as the window allows, that are neither
+ * cached nor queued yet. */
+static void read_ahead(struct reader *reader, uint64_t start, uint64_t end)
+{
+	uint64_t blocks = ((uint64_t)reader->file.size + CACHE_BLOCK_SIZE - 1) /
+			  CACHE_BLOCK_SIZE;
+	uint64_t first = (end - 1) / CACHE_BLOCK_SIZE + 1;
+	uint64_t queued_until;
+	uint64_t last;
+	uint64_t index;
+	unsigned window;
+
+	if (!reader->entry || cache_max_bytes(reader->cache) == 0)
+		return;
+	window = note_read(reader, start, end, &queued_until);
+	if (window == 0 || first >= blocks)
+		return;
+	last = first + window < blocks ? first + window : blocks;
+	if (queued_until > first)
+		first = queued_until;
+
+	pthread_mutex_lock(&pool.lock);
+	for (index = first; index < last; index++) {
+		struct ahead_job *job;
+
+		if (reader->ahead_failed ||
+		    reader->ahead_jobs >= READAHEAD_MAX_BLOCKS ||
+		    pool.queued >= READAHEAD_MAX_QUEUED || !start_pool())
+			break;
+		if (cache_entry_has_block(reader->entry, index))
+			continue;
+		job = malloc(sizeof(*job));
+		if (!job)
+			break;
+		job->reader = reader;
+		job->index = index;
+		job->next = NULL;
+		atomic_fetch_add(&reader->refs, 1);
+		reader->ahead_jobs++;
+		if (pool.tail)
+			pool.tail->next = job;
+		else
+			pool.head = job;
+		pool.tail = job;
+		pool.queued++;
+		pthread_cond_signal(&pool.wake);
+	}
+	pthread_mutex_unlock(&pool.lock);
+	pthread_mutex_lock(&reader->lock);
+	if (index > reader->ahead_next && reader->run_reads >= 2)
+		reader->ahead_next = index;
+	pthread_mutex_unlock(&reader->lock);
+}
+
 static int read_in_block(struct reader *reader, uint64_t index, size_t in_block,
 			 char *dst, size_t length)
 {
@@ -388,7 +718,7 @@ static int read_in_block(struct reader *reader, uint64_t index, size_t in_block,
 		if (copy_from_memory(reader, index, in_block, dst, length) ||
 		    copy_from_cache(reader, index, in_block, dst, length))
 			return 0;
-		if (!join_flight(reader->file.key, index))
+		if (!join_flight(reader->file.key, index, true))
 			continue;
 		rc = load_block(reader, index);
 		end_flight(reader->file.key, index);
@@ -420,6 +750,7 @@ ssize_t reader_read(struct reader *reader, char *buf, size_t size, off_t offset)
 	if (start >= total || size == 0)
 		return 0;
 	end = total - start < size ? total : start + size;
+	read_ahead(reader, start, end);
 	while (start + done < end) {
 		uint64_t position = start + done;
 		uint64_t index = position / CACHE_BLOCK_SIZE;

@@ -126,6 +126,7 @@ step "check /dev/fuse" csipfs_check_fuse || exit 1
 test_build build
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+export LSAN_OPTIONS=suppressions=$CSIPFS_ROOT/tests/lsan.supp
 test_build build-asan -Db_sanitize=address,undefined -Db_lundef=false
 tsan_build
 fuzz_build

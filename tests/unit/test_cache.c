@@ -185,6 +185,28 @@ static void test_crc32c(void)
 		CHECK_INT_EQ(cache_crc32c(cache_crc32c(0, digits, (size_t)i),
 					  digits + i, (size_t)(9 - i)),
 			     0xE3069283u);
+	CHECK_INT_EQ(cache_crc32c_portable(0, digits, 9), 0xE3069283u);
+	CHECK_INT_EQ(cache_crc32c_portable(0, ascending, 32), 0x46DD794Eu);
+}
+
+/* The crc32 instruction path and the table path agree at every length and
+ * alignment, the unaligned head and tail included. */
+static void test_crc32c_paths_agree(void)
+{
+	static unsigned char data[4096 + 16];
+	uint32_t seed = 12345;
+
+	for (size_t i = 0; i < sizeof(data); i++) {
+		seed = seed * 1103515245u + 12345u;
+		data[i] = (unsigned char)(seed >> 16);
+	}
+	for (size_t start = 0; start < 16; start++)
+		for (size_t length = 0; length <= 80; length++)
+			CHECK_INT_EQ(
+			    cache_crc32c(7, data + start, length),
+			    cache_crc32c_portable(7, data + start, length));
+	CHECK_INT_EQ(cache_crc32c(0, data + 3, 4096),
+		     cache_crc32c_portable(0, data + 3, 4096));
 }
 
 static void test_meta_round_trip(void)
@@ -960,6 +982,7 @@ int main(void)
 	}
 
 	test_crc32c();
+	test_crc32c_paths_agree();
 	test_meta_round_trip();
 	test_malformed_meta();
 	test_blocks();
