@@ -1184,26 +1184,38 @@ void cache_entry_drop(struct cache_entry *entry)
 
 /* Reads the whole of block index and checks it against its checksum. On
  * success, marks it verified and copies length bytes at offset_in_block to
- * buf. Called with entry->lock held. Returns 0 or -ENOENT (dropped). */
+ * buf. Called with entry->lock held, which it releases while it reads and
+ * checksums, so that readers of other blocks of the entry go on in
+ * parallel. Returns 0 or -ENOENT (dropped, or changed meanwhile). */
 static int verify_block_locked(struct cache_entry *entry, uint64_t index,
 			       size_t offset_in_block, size_t length, void *buf)
 {
 	size_t block_size = block_length(entry->size, index);
+	uint64_t generation = entry->generation;
+	uint32_t expected = entry->block_crcs[index];
 	unsigned char *block = malloc(block_size ? block_size : 1);
 	const char *problem = NULL;
 	ssize_t n;
 
 	if (!block)
 		return -ENOMEM;
+	pthread_mutex_unlock(&entry->lock);
 	n = pread_full(entry->data_fd, block, block_size,
 		       (off_t)(index * CACHE_BLOCK_SIZE));
 	if (n < 0)
 		problem = strerror((int)-n);
 	else if ((size_t)n < block_size)
 		problem = "the data file ends inside it";
-	else if (cache_crc32c(0, block, block_size) != entry->block_crcs[index])
+	else if (cache_crc32c(0, block, block_size) != expected)
 		problem = "checksum mismatch";
+	pthread_mutex_lock(&entry->lock);
 
+	/* A drop in the meantime may have changed the bytes read. */
+	if (entry->generation != generation || entry->stale ||
+	    !(entry->block_flags[index] & BLOCK_PRESENT)) {
+		free(block);
+		return -ENOENT;
+	}
 	if (problem) {
 		log_warning("cache: dropped block %" PRIu64 " of entry %s: %s",
 			    index, entry->hash, problem);
