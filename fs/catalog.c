@@ -2340,6 +2340,48 @@ static int load_saved_listings(struct catalog *catalog)
 	return rc;
 }
 
+/* Installs the saved listing of each account not listed yet whose file
+ * was written less than dir_ttl ago, as listed when it was written. So a
+ * remount soon after an unmount lists nothing again. Call without the
+ * lock. */
+static void adopt_fresh_listings(struct catalog *catalog)
+{
+	time_t now = time(NULL);
+	char **keys = NULL;
+	size_t count = 0;
+
+	if (!catalog->options.state_dir || catalog->options.dir_ttl == 0)
+		return;
+	pthread_mutex_lock(&catalog->lock);
+	keys = calloc(catalog->account_count + 1, sizeof(*keys));
+	for (size_t i = 0; keys && i < catalog->account_count; i++) {
+		if (catalog->accounts[i]->listed)
+			continue;
+		keys[count] = strdup(catalog->accounts[i]->key);
+		if (keys[count])
+			count++;
+	}
+	pthread_mutex_unlock(&catalog->lock);
+
+	for (size_t i = 0; i < count; i++) {
+		char path[4096];
+		struct stat st;
+		double age;
+
+		if (listing_path(catalog, keys[i], true, path, sizeof(path)) <
+			0 ||
+		    stat(path, &st) < 0)
+			continue;
+		age = difftime(now, st.st_mtime);
+		/* A file from the future says nothing about its age. */
+		if (age < 0 || age >= (double)catalog->options.dir_ttl)
+			continue;
+		load_saved_account(catalog, keys[i], catalog_now() - age);
+	}
+	free_ids(keys, count);
+	free(keys);
+}
+
 int catalog_load(struct catalog *catalog, char *err, size_t err_size)
 {
 	struct located node;
@@ -2349,6 +2391,14 @@ int catalog_load(struct catalog *catalog, char *err, size_t err_size)
 	catalog->startup_error = err;
 	catalog->startup_error_size = err_size;
 	rc = ensure_accounts(catalog);
+	if (rc == 0) {
+		/* The account list is always fetched, which checks the
+		 * credential; the reports may come from a fresh saved
+		 * listing. */
+		pthread_mutex_unlock(&catalog->lock);
+		adopt_fresh_listings(catalog);
+		pthread_mutex_lock(&catalog->lock);
+	}
 	for (size_t i = 0; rc == 0 && i < catalog->account_count; i++) {
 		struct account *account = catalog->accounts[i];
 		char path[NAMES_MAX_BYTES + 2];

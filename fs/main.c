@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <limits.h>
+#include <malloc.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -815,6 +816,11 @@ int main(int argc, char *argv[])
 	/* A peer that closes a TLS connection must not kill the process:
 	 * writes to it fail with EPIPE instead. */
 	signal(SIGPIPE, SIG_IGN);
+	/* Block buffers are 1 MiB. A fixed threshold keeps them in their own
+	 * mappings, which free() returns to the system at once; glibc's
+	 * sliding threshold would move them into per-thread heaps that keep
+	 * freed memory, and the daemon has dozens of threads. */
+	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 	if (fuse_opt_parse(&args, &options, option_spec, handle_option) < 0) {
 		if (!options.bad_argument)
 			fprintf(stderr, "csipfs: error: invalid options\n");

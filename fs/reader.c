@@ -579,6 +579,11 @@ static int load_block(struct reader *reader, uint64_t index)
 			    " failed: %s",
 			    reader->file.account, reader->file.report_id, index,
 			    strerror(-rc));
+	if (rc == 0) {
+		/* The cache has it, and keeps it while the entry is open. */
+		free(buf);
+		return 0;
+	}
 	pthread_mutex_lock(&reader->lock);
 	free(reader->block);
 	reader->block = buf;

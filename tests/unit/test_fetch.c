@@ -328,7 +328,7 @@ static void send_text(int fd, const char *text)
 static void send_partial(int fd, const char *content_range,
 			 size_t content_length, size_t first, size_t body_size)
 {
-	char head[512];
+	char head[1024];
 
 	snprintf(head, sizeof(head),
 		 "HTTP/1.1 206 Partial Content\r\n"
