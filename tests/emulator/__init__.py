@@ -33,12 +33,25 @@ class Emulator:
     workdir is a directory that the emulator owns. url_lifetime is the
     lifetime of download URLs in seconds and rate_limit the number of calls
     per second allowed for each action (0 for no limit).
+
+    manifest is the path of a prebuilt manifest.json in the format of
+    fixture.py, with its objects in the objects/ directory next to it.
+    Without it, the fixture of fixture.py is built in workdir. address is the
+    IPv4 address that the API server and nginx listen on, and that the
+    server certificate names besides 127.0.0.1. plain_listing makes nginx
+    serve the objects without signed links under /plain/, with directory
+    listings.
     """
 
-    def __init__(self, workdir, url_lifetime=300, rate_limit=20):
+    def __init__(self, workdir, url_lifetime=300, rate_limit=20,
+                 manifest=None, address="127.0.0.1", plain_listing=False):
         self.workdir = Path(workdir).resolve()
         self.url_lifetime = url_lifetime
         self.rate_limit = rate_limit
+        self.manifest_path = (Path(manifest).resolve()
+                              if manifest is not None else None)
+        self.address = address
+        self.plain_listing = plain_listing
         self.state = None
         self.manifest = None
         self._service = None
@@ -68,15 +81,19 @@ class Emulator:
         self._log_handler = handler
 
     def _start(self):
-        files = pki.make_pki(self.workdir / "pki")
-        manifest_path = fixture.build_fixture(self.workdir)
+        files = pki.make_pki(self.workdir / "pki", [self.address])
+        if self.manifest_path is None:
+            manifest_path = fixture.build_fixture(self.workdir)
+        else:
+            manifest_path = self.manifest_path
         self.manifest = load_manifest(manifest_path)
-        objects_dir = self.workdir / "objects"
+        objects_dir = manifest_path.parent / "objects"
 
         link_secret = secrets.token_hex(16)
         self._store = store.Store(self.workdir, objects_dir,
                                   files.server_cert, files.server_key,
-                                  link_secret).start()
+                                  link_secret, address=self.address,
+                                  plain_listing=self.plain_listing).start()
 
         credentials = {
             "admin": _new_credential("adm"),
@@ -98,12 +115,13 @@ class Emulator:
         self._service.store_log_reset = self._store.reset_log
         self._service.store_requests = self._store.requests
         self._server = api.ApiServer(self._service, files.server_cert,
-                                     files.server_key)
+                                     files.server_key, address=self.address)
         self._server.start()
 
         self.state = {
             "api_url": self._server.url,
             "store_url": self._store.url,
+            "plain_url": self._store.plain_url,
             "ca_file": str(files.ca_cert.resolve()),
             "manifest": str(manifest_path.resolve()),
             "objects_dir": str(objects_dir.resolve()),

@@ -833,13 +833,15 @@ def _control_options(body):
 
 
 class ApiServer(http.server.ThreadingHTTPServer):
-    """The HTTPS server for one ApiService, bound to 127.0.0.1."""
+    """The HTTPS server for one ApiService, bound to an IPv4 address,
+    127.0.0.1 by default."""
 
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, service, cert_file, key_file, port=0):
-        super().__init__(("127.0.0.1", port), _Handler)
+    def __init__(self, service, cert_file, key_file, port=0,
+                 address="127.0.0.1"):
+        super().__init__((address, port), _Handler)
         self.service = service
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -850,7 +852,8 @@ class ApiServer(http.server.ThreadingHTTPServer):
 
     @property
     def url(self):
-        return f"https://127.0.0.1:{self.server_address[1]}"
+        host, port = self.server_address[:2]
+        return f"https://{host}:{port}"
 
     def handle_error(self, request, client_address):
         # TLS handshakes that fail and clients that hang up are normal in

@@ -1,11 +1,15 @@
-"""A throw-away certificate authority and server certificate for 127.0.0.1.
+"""A throw-away certificate authority and server certificate.
 
-The files are made with the openssl command-line tool, so the emulator needs
-no Python package beyond the standard library.
+The server certificate names 127.0.0.1, ::1, localhost and, on request,
+further IP addresses. The files are made with the openssl command-line
+tool, so the emulator needs no Python package beyond the standard library.
 """
 
+import ipaddress
 import subprocess
 from pathlib import Path
+
+DEFAULT_NAMES = ("IP:127.0.0.1", "IP:::1", "DNS:localhost")
 
 
 class PkiFiles:
@@ -33,15 +37,37 @@ def _openssl(*args, cwd):
             f"{result.stderr.strip()}")
 
 
-def make_pki(directory):
+def _subject_alt_name(addresses):
+    """Return the subjectAltName value for the default names plus addresses.
+
+    Raises ValueError for an entry of addresses that is not an IP address.
+    """
+    names = list(DEFAULT_NAMES)
+    for address in addresses:
+        name = "IP:" + str(ipaddress.ip_address(address))
+        if name not in names:
+            names.append(name)
+    return ",".join(names)
+
+
+def make_pki(directory, addresses=()):
     """Create a CA and a server certificate in directory unless present.
 
-    The server certificate is signed by the CA and names 127.0.0.1, ::1 and
-    localhost. Keys are ECDSA P-256. Returns the PkiFiles.
+    The server certificate is signed by the CA and names 127.0.0.1, ::1,
+    localhost and each IP address in addresses. Files made earlier in
+    directory are reused when the server.ext they were made from names the
+    same addresses.
+    Keys are ECDSA P-256. Returns the PkiFiles.
     """
     files = PkiFiles(directory)
+    alt_names = _subject_alt_name(addresses)
+    extensions = files.directory / "server.ext"
     if files.exists():
-        return files
+        try:
+            if f"subjectAltName={alt_names}\n" in extensions.read_text():
+                return files
+        except FileNotFoundError:
+            pass
     files.directory.mkdir(parents=True, exist_ok=True)
     cwd = files.directory
     _openssl("req", "-x509", "-new", "-newkey", "ec",
@@ -55,12 +81,11 @@ def make_pki(directory):
              "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
              "-keyout", files.server_key.name, "-out", "server.csr",
              "-subj", "/CN=127.0.0.1", cwd=cwd)
-    extensions = cwd / "server.ext"
     extensions.write_text(
         "basicConstraints=critical,CA:FALSE\n"
         "keyUsage=critical,digitalSignature,keyEncipherment\n"
         "extendedKeyUsage=serverAuth\n"
-        "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\n")
+        f"subjectAltName={alt_names}\n")
     _openssl("x509", "-req", "-in", "server.csr",
              "-CA", files.ca_cert.name, "-CAkey", files.ca_key.name,
              "-CAcreateserial", "-out", files.server_cert.name,

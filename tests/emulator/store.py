@@ -4,6 +4,10 @@ nginx runs as a child process with its configuration, pid file, logs and
 temporary directories under workdir/nginx/. A URL is valid when its md5 and
 expires arguments match secure_link_md5 and expires lies in the future.
 Expired or wrong links get 403, as from real object storage.
+
+On request nginx also serves the same objects without secure_link under
+/plain/, with directory listings, for clients that need a plain HTTP tree
+(httpdirfs and rclone in the benchmark). Every other path gets 404.
 """
 
 import os
@@ -49,7 +53,7 @@ http {{
     server_tokens off;
 
     server {{
-        listen 127.0.0.1:{port} ssl;
+        listen {address}:{port} ssl;
         ssl_certificate {cert};
         ssl_certificate_key {key};
         ssl_protocols TLSv1.2 TLSv1.3;
@@ -71,7 +75,7 @@ http {{
             }}
             root {objects};
         }}
-
+{plain}
         location / {{
             return 404;
         }}
@@ -80,22 +84,45 @@ http {{
 """
 
 
-def free_port():
-    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+_PLAIN_LOCATION = """
+        # The objects without signed links, with listings that show exact
+        # sizes, for HTTP clients that browse a directory tree. httpdirfs
+        # requests the root without its trailing slash.
+        location = /plain {{
+            return 301 /plain/;
+        }}
+
+        location /plain/ {{
+            alias {objects}/;
+            autoindex on;
+            autoindex_exact_size on;
+        }}
+"""
+
+
+def free_port(address="127.0.0.1"):
+    """Return a TCP port on the IPv4 address that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
+        probe.bind((address, 0))
         return probe.getsockname()[1]
 
 
 class Store:
-    """An nginx process that serves objects_dir over HTTPS."""
+    """An nginx process that serves objects_dir over HTTPS.
 
-    def __init__(self, workdir, objects_dir, cert_file, key_file, secret):
+    address is the IPv4 address nginx listens on. plain_listing adds the
+    /plain/ location.
+    """
+
+    def __init__(self, workdir, objects_dir, cert_file, key_file, secret,
+                 address="127.0.0.1", plain_listing=False):
         self.prefix = Path(workdir) / "nginx"
         self.objects_dir = Path(objects_dir)
         self.cert_file = Path(cert_file)
         self.key_file = Path(key_file)
         self.secret = secret
+        self.address = address
+        self.plain_listing = plain_listing
         self.access_log = self.prefix / "access.log"
         self.error_log = self.prefix / "error.log"
         self.stderr_log = self.prefix / "stderr.log"
@@ -105,7 +132,14 @@ class Store:
 
     @property
     def url(self):
-        return f"https://127.0.0.1:{self.port}"
+        return f"https://{self.address}:{self.port}"
+
+    @property
+    def plain_url(self):
+        """The URL of the /plain/ tree, or None when it is not served."""
+        if not self.plain_listing:
+            return None
+        return self.url + "/plain/"
 
     def _write_config(self, port):
         for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
@@ -113,10 +147,13 @@ class Store:
         # nginx started by root switches its workers to "nobody", which may
         # not read the workdir, so the workers stay root.
         user = "user root;\n" if os.geteuid() == 0 else ""
+        objects = self.objects_dir.resolve()
+        plain = (_PLAIN_LOCATION.format(objects=objects)
+                 if self.plain_listing else "")
         self.config_file.write_text(_CONFIG.format(
-            user=user, prefix=self.prefix, port=port,
+            user=user, prefix=self.prefix, address=self.address, port=port,
             cert=self.cert_file.resolve(), key=self.key_file.resolve(),
-            secret=self.secret, objects=self.objects_dir.resolve()))
+            secret=self.secret, objects=objects, plain=plain))
 
     def start(self):
         """Start nginx on a free port, retrying when another process wins it.
@@ -126,7 +163,7 @@ class Store:
         self.prefix.mkdir(parents=True, exist_ok=True)
         last_error = ""
         for _ in range(START_ATTEMPTS):
-            port = free_port()
+            port = free_port(self.address)
             self._write_config(port)
             self.access_log.touch()
             (self.prefix / "nginx.pid").unlink(missing_ok=True)
@@ -161,7 +198,7 @@ class Store:
                 time.sleep(0.05)
                 continue
             try:
-                with socket.create_connection(("127.0.0.1", port),
+                with socket.create_connection((self.address, port),
                                               timeout=0.5):
                     return True
             except OSError:
