@@ -1182,50 +1182,73 @@ void cache_entry_drop(struct cache_entry *entry)
 	pthread_mutex_unlock(&entry->lock);
 }
 
+/* Bytes read at a time when a block is verified. */
+#define VERIFY_CHUNK (64 * 1024)
+
 /* Reads the whole of block index and checks it against its checksum. On
  * success, marks it verified and copies length bytes at offset_in_block to
  * buf. Called with entry->lock held, which it releases while it reads and
  * checksums, so that readers of other blocks of the entry go on in
- * parallel. Returns 0 or -ENOENT (dropped, or changed meanwhile). */
+ * parallel. The block is read in chunks through a small buffer, and the
+ * requested bytes are copied on the way. Returns 0 or -ENOENT (dropped, or
+ * changed meanwhile). */
 static int verify_block_locked(struct cache_entry *entry, uint64_t index,
 			       size_t offset_in_block, size_t length, void *buf)
 {
 	size_t block_size = block_length(entry->size, index);
 	uint64_t generation = entry->generation;
 	uint32_t expected = entry->block_crcs[index];
-	unsigned char *block = malloc(block_size ? block_size : 1);
+	unsigned char chunk[VERIFY_CHUNK];
 	const char *problem = NULL;
-	ssize_t n;
+	uint32_t crc = 0;
+	size_t done = 0;
 
-	if (!block)
-		return -ENOMEM;
 	pthread_mutex_unlock(&entry->lock);
-	n = pread_full(entry->data_fd, block, block_size,
-		       (off_t)(index * CACHE_BLOCK_SIZE));
-	if (n < 0)
-		problem = strerror((int)-n);
-	else if ((size_t)n < block_size)
-		problem = "the data file ends inside it";
-	else if (cache_crc32c(0, block, block_size) != expected)
+	while (done < block_size && !problem) {
+		size_t want = block_size - done < sizeof(chunk)
+				  ? block_size - done
+				  : sizeof(chunk);
+		ssize_t n =
+		    pread_full(entry->data_fd, chunk, want,
+			       (off_t)(index * CACHE_BLOCK_SIZE + done));
+		size_t first;
+		size_t last;
+
+		if (n < 0) {
+			problem = strerror((int)-n);
+			break;
+		}
+		if ((size_t)n < want) {
+			problem = "the data file ends inside it";
+			break;
+		}
+		crc = cache_crc32c(crc, chunk, want);
+		/* Copies the part of [done, done + want) that the caller
+		 * wants; the checksum decides later whether it is used. */
+		first = offset_in_block > done ? offset_in_block : done;
+		last = offset_in_block + length < done + want
+			   ? offset_in_block + length
+			   : done + want;
+		if (first < last)
+			memcpy((unsigned char *)buf + (first - offset_in_block),
+			       chunk + (first - done), last - first);
+		done += want;
+	}
+	if (!problem && crc != expected)
 		problem = "checksum mismatch";
 	pthread_mutex_lock(&entry->lock);
 
 	/* A drop in the meantime may have changed the bytes read. */
 	if (entry->generation != generation || entry->stale ||
-	    !(entry->block_flags[index] & BLOCK_PRESENT)) {
-		free(block);
+	    !(entry->block_flags[index] & BLOCK_PRESENT))
 		return -ENOENT;
-	}
 	if (problem) {
 		log_warning("cache: dropped block %" PRIu64 " of entry %s: %s",
 			    index, entry->hash, problem);
 		drop_block_locked(entry, index);
-		free(block);
 		return -ENOENT;
 	}
 	entry->block_flags[index] |= BLOCK_VERIFIED;
-	memcpy(buf, block + offset_in_block, length);
-	free(block);
 	return 0;
 }
 

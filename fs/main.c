@@ -816,11 +816,11 @@ int main(int argc, char *argv[])
 	/* A peer that closes a TLS connection must not kill the process:
 	 * writes to it fail with EPIPE instead. */
 	signal(SIGPIPE, SIG_IGN);
-	/* Block buffers are 1 MiB. A fixed threshold keeps them in their own
-	 * mappings, which free() returns to the system at once; glibc's
-	 * sliding threshold would move them into per-thread heaps that keep
-	 * freed memory, and the daemon has dozens of threads. */
-	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+	/* Block buffers are 1 MiB, and the daemon has dozens of threads.
+	 * glibc gives each thread that allocates such buffers a heap of its
+	 * own, up to eight per core, and each heap keeps what was freed in
+	 * it. Two heaps share the freed buffers between the threads. */
+	mallopt(M_ARENA_MAX, 2);
 	if (fuse_opt_parse(&args, &options, option_spec, handle_option) < 0) {
 		if (!options.bad_argument)
 			fprintf(stderr, "csipfs: error: invalid options\n");
