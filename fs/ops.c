@@ -177,24 +177,6 @@ static int ops_access(const char *path, int mask)
 	return catalog_getattr(context()->catalog, path, &attr);
 }
 
-static int ops_getxattr(const char *path, const char *name, char *value,
-			size_t size)
-{
-	(void)path;
-	(void)name;
-	(void)value;
-	(void)size;
-	return -ENODATA;
-}
-
-static int ops_listxattr(const char *path, char *list, size_t size)
-{
-	(void)path;
-	(void)list;
-	(void)size;
-	return 0;
-}
-
 /* Write-type operations: the mount is read-only. */
 
 static int rofs_path(const char *path)
@@ -309,8 +291,9 @@ static const struct fuse_operations operations = {
     .release = ops_release,
     .statfs = ops_statfs,
     .access = ops_access,
-    .getxattr = ops_getxattr,
-    .listxattr = ops_listxattr,
+    /* No getxattr or listxattr: libfuse answers ENOSYS, after which the
+     * kernel fails them with EOPNOTSUPP itself. ls -l asks for ACLs and
+     * security labels of every file, each a round trip otherwise. */
     .mknod = rofs_mknod,
     .mkdir = rofs_mode,
     .unlink = rofs_path,

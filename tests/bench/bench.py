@@ -28,6 +28,7 @@ from pathlib import Path
 
 import contenders
 import fixture
+import measure
 import network
 import plot
 import report
@@ -41,12 +42,8 @@ JSON_NAME = "benchmarks.json"
 MARKDOWN_NAME = "benchmarks.md"
 NETWORKS = ("loopback", "wan")
 
-# The smoke run has to finish within two minutes. httpdirfs 1.2.5 sends one
-# range request per 128 KiB read and takes about 90 ms for each, even on
-# loopback (measured with this harness on a 2-core KVM guest). So the smoke
-# run leaves out its two largest reads, and runs only the cat workload
-# under wan.
-SMOKE_SKIPPED = {("cat", "httpdirfs"), ("memory", "httpdirfs")}
+# The smoke run has to finish within two minutes, so under wan it runs
+# only the cat workload.
 SMOKE_WAN_WORKLOADS = {"cat"}
 
 
@@ -69,11 +66,9 @@ def _parser():
     parser.add_argument("--csipfs", required=True, metavar="BIN",
                         help="the csipfs binary to measure")
     parser.add_argument("--smoke", action="store_true",
-                        help="small fixture, 1 repetition, short fio runs, "
-                             "httpdirfs without the cat and memory "
-                             "workloads, and only cat under wan; writes into "
-                             "a new temporary directory unless --output is "
-                             "given")
+                        help="small fixture, 1 repetition, short fio runs "
+                             "and only cat under wan; writes into a new "
+                             "temporary directory unless --output is given")
 
     selection = parser.add_argument_group("what to run")
     selection.add_argument(
@@ -283,8 +278,6 @@ def _describe_record(record):
 
 
 def _in_smoke(network_name, workload, contender):
-    if (workload, contender) in SMOKE_SKIPPED:
-        return False
     return network_name != "wan" or workload in SMOKE_WAN_WORKLOADS
 
 
@@ -306,7 +299,8 @@ def _run_unit(runner, workload, function, contender, rep):
     except workloads.WorkloadError:
         pass
     except (OSError, subprocess.SubprocessError, contenders.MountError,
-            services.ServiceError, ValueError, KeyError) as error:
+            services.ServiceError, measure.CommandError, ValueError,
+            KeyError) as error:
         record = runner.new_record(workload, "-", contender, rep)
         record["ok"] = False
         record["error"] = f"{type(error).__name__}: {error}"

@@ -2,10 +2,9 @@
 # Runs the csipfs benchmark, tests/bench/bench.py, with the options given
 # (--smoke for the short mode, --help for the list).
 #
-# First it installs the Debian packages of tests/packages.txt and
-# tests/bench/packages.txt that are missing. It builds an optimised csipfs
-# in build-bench/ unless CSIPFS_BIN names a binary, and removes what an
-# earlier run that crashed left behind. Everything the benchmark starts is
+# First it installs the Debian packages of tests/packages.txt that are
+# missing. It builds an optimised csipfs in build-bench/ unless CSIPFS_BIN
+# names a binary, and removes what an earlier run that crashed left behind. Everything the benchmark starts is
 # stopped on exit and on Ctrl-C. Exits with the status of bench.py.
 
 set -u
@@ -36,29 +35,6 @@ keep_run_dir=0
 for arg in "$@"; do
 	[ "$arg" = --keep-run-dir ] && keep_run_dir=1
 done
-
-# Installs the packages named in the list files given as arguments that
-# are not installed yet, running apt-get update once before the install.
-install_packages() {
-	local list package status missing=()
-	for list in "$@"; do
-		while read -r package; do
-			case "$package" in '' | '#'*) continue ;; esac
-			status=$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null ||
-				true)
-			if [ "$status" != "install ok installed" ]; then
-				missing+=("$package")
-			fi
-		done <"$list"
-	done
-	if [ "${#missing[@]}" -eq 0 ]; then
-		return 0
-	fi
-	echo "installing missing packages: ${missing[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update || return 1
-	apt-get install -y --no-install-recommends "${missing[@]}" || return 1
-}
 
 # Unmounts every mount below directory $1, innermost first, lazily when
 # it is busy.
@@ -130,7 +106,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if ! install_packages tests/packages.txt tests/bench/packages.txt; then
+if ! csipfs_install_packages; then
 	echo "error: installing the benchmark's packages failed; the apt-get" \
 		"output above names the cause" >&2
 	exit 1

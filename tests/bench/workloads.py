@@ -140,8 +140,12 @@ class Runner:
         self.control.reset()
         cpu_before = None
         if mount is not None:
-            measure.reset_peak_rss(mount.pid)
-            cpu_before = measure.cpu_seconds(mount.pid)
+            try:
+                measure.reset_peak_rss(mount.pid)
+                cpu_before = measure.cpu_seconds(mount.pid)
+            except (OSError, measure.CommandError) as error:
+                self.fail(record, f"{mount.name} exited before the run "
+                                  f"({error}); log:\n{mount.log_tail()}")
         stderr_path = self.run_dir / "logs" / "commands.log"
         stderr_path.parent.mkdir(parents=True, exist_ok=True)
         with open(stderr_path, "a") as log:
@@ -153,9 +157,14 @@ class Runner:
         except measure.CommandError as error:
             self.fail(record, str(error))
         if mount is not None:
-            record["daemon_peak_rss_kib"] = measure.peak_rss_kib(mount.pid)
-            record["daemon_cpu_seconds"] = round(
-                measure.cpu_seconds(mount.pid) - cpu_before, 3)
+            try:
+                record["daemon_peak_rss_kib"] = measure.peak_rss_kib(
+                    mount.pid)
+                record["daemon_cpu_seconds"] = round(
+                    measure.cpu_seconds(mount.pid) - cpu_before, 3)
+            except (OSError, measure.CommandError) as error:
+                self.fail(record, f"{mount.name} exited during the run "
+                                  f"({error}); log:\n{mount.log_tail()}")
         record["seconds"] = timing.seconds
         record["client_cpu_seconds"] = round(timing.cpu_seconds, 3)
         record["client_peak_rss_kib"] = timing.peak_rss_kib

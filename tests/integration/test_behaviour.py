@@ -11,6 +11,7 @@ import pathlib
 import subprocess
 import sys
 import threading
+import time
 
 from test_mount import (BLOCK_SIZE, complete_reports, expected_files,
                         multi_block_report, run, sha256_file, walk_tree)
@@ -201,3 +202,36 @@ def test_meson_install_copies_binary_and_man_page(csipfs_bin, tmp_path):
     assert len(pages) == 1, f"installed files: {sorted(installed)}"
     assert os.access(destination / binaries[0], os.X_OK), (
         "the installed csipfs is not executable")
+
+
+def test_remount_reuses_fresh_listing(mount, emulator, manifest, tmp_path):
+    cache = tmp_path / "cache"
+    with mount(cache_dir=cache) as first:
+        walk_tree(first.mountpoint)
+    emulator.reset_counts()
+    with mount(cache_dir=cache) as second:
+        _, files = walk_tree(second.mountpoint)
+        for path in files:
+            os.stat(second.mountpoint / path)
+        counts = emulator.counts()
+    assert files == set(expected_files(manifest))
+    # The account list is fetched at every mount: it checks the
+    # credential.
+    assert counts.get("DescribeOrganizationUserInfo", 0) == 1, counts
+    assert counts.get("DescribeTaskLogList", 0) == 0, counts
+    assert counts.get("DescribeTaskLogURL", 0) == 0, counts
+
+
+def test_remount_lists_again_after_dir_ttl(mount, emulator, manifest,
+                                           tmp_path):
+    cache = tmp_path / "cache"
+    with mount(cache_dir=cache, options=["dir_ttl=1"]) as first:
+        walk_tree(first.mountpoint)
+    # The saved listings are now older than dir_ttl.
+    time.sleep(1.5)
+    emulator.reset_counts()
+    with mount(cache_dir=cache, options=["dir_ttl=1"]) as second:
+        _, files = walk_tree(second.mountpoint)
+        counts = emulator.counts()
+    assert files == set(expected_files(manifest))
+    assert counts.get("DescribeTaskLogList", 0) > 0, counts
