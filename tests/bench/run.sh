@@ -4,8 +4,9 @@
 #
 # First it installs the Debian packages of tests/packages.txt that are
 # missing. It builds an optimised csipfs in build-bench/ unless CSIPFS_BIN
-# names a binary, and removes what an earlier run that crashed left behind. Everything the benchmark starts is
-# stopped on exit and on Ctrl-C. Exits with the status of bench.py.
+# names a binary, and removes what an earlier run that crashed left
+# behind. Everything the benchmark starts is stopped on exit and on Ctrl-C.
+# Exits with the status of bench.py.
 
 set -u
 CSIPFS_SCRIPT=$(readlink -f "$0")
