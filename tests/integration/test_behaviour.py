@@ -5,6 +5,7 @@ stable inode numbers, batched and shared URL resolution, the cache bound,
 the help text, and the emulator's own protocol checks.
 """
 
+import errno
 import hashlib
 import os
 import pathlib
@@ -12,6 +13,8 @@ import subprocess
 import sys
 import threading
 import time
+
+import pytest
 
 from test_mount import (BLOCK_SIZE, complete_reports, expected_files,
                         multi_block_report, run, sha256_file, walk_tree)
@@ -235,3 +238,16 @@ def test_remount_lists_again_after_dir_ttl(mount, emulator, manifest,
         counts = emulator.counts()
     assert files == set(expected_files(manifest))
     assert counts.get("DescribeTaskLogList", 0) > 0, counts
+
+
+def test_xattrs_not_supported(admin_mount, manifest):
+    path = admin_mount.mountpoint / next(iter(expected_files(manifest)))
+    # Twice: the second answer comes from the kernel, which has learnt that
+    # the file system has no extended attributes.
+    for attempt in range(2):
+        with pytest.raises(OSError) as raised:
+            os.getxattr(path, "security.selinux")
+        assert raised.value.errno == errno.EOPNOTSUPP, attempt
+        with pytest.raises(OSError) as raised:
+            os.listxattr(path)
+        assert raised.value.errno == errno.EOPNOTSUPP, attempt
