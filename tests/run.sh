@@ -54,7 +54,7 @@ test_build() {
 }
 
 # Seconds each libFuzzer harness fuzzes in the fuzzing step.
-CSIPFS_FUZZ_SECONDS=${CSIPFS_FUZZ_SECONDS:-15}
+CSIPFS_FUZZ_SECONDS=${CSIPFS_FUZZ_SECONDS:-10}
 
 # Runs every harness of build directory $1 for CSIPFS_FUZZ_SECONDS seconds,
 # starting from its corpus in tests/fuzz/corpus. New inputs go to
