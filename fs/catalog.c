@@ -2373,7 +2373,7 @@ static void adopt_fresh_listings(struct catalog *catalog)
 		    stat(path, &st) < 0)
 			continue;
 		age = difftime(now, st.st_mtime);
-		/* A file from the future says nothing about its age. */
+		/* A file dated in the future has no usable age. */
 		if (age < 0 || age >= (double)catalog->options.dir_ttl)
 			continue;
 		load_saved_account(catalog, keys[i], catalog_now() - age);

@@ -291,8 +291,8 @@ static const struct fuse_operations operations = {
     .release = ops_release,
     .statfs = ops_statfs,
     .access = ops_access,
-    /* No getxattr or listxattr: libfuse answers ENOSYS, after which the
-     * kernel fails them with EOPNOTSUPP itself. ls -l asks for ACLs and
+    /* No getxattr or listxattr: libfuse replies ENOSYS, after which the
+     * kernel fails them with EOPNOTSUPP itself. ls -l requests the ACLs and
      * security labels of every file, each a round trip otherwise. */
     .mknod = rofs_mknod,
     .mkdir = rofs_mode,

@@ -171,7 +171,7 @@ static void unref_reader(struct reader *reader)
  * as a list for drop_jobs(). */
 static struct ahead_job *unqueue_jobs(struct reader *reader)
 {
-	struct ahead_job *taken = NULL;
+	struct ahead_job *removed = NULL;
 	struct ahead_job **link = &pool.head;
 
 	pool.tail = NULL;
@@ -186,10 +186,10 @@ static struct ahead_job *unqueue_jobs(struct reader *reader)
 		*link = job->next;
 		job->reader->ahead_jobs--;
 		pool.queued--;
-		job->next = taken;
-		taken = job;
+		job->next = removed;
+		removed = job;
 	}
-	return taken;
+	return removed;
 }
 
 static void drop_jobs(struct ahead_job *jobs)

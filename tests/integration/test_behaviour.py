@@ -242,8 +242,8 @@ def test_remount_lists_again_after_dir_ttl(mount, emulator, manifest,
 
 def test_xattrs_not_supported(admin_mount, manifest):
     path = admin_mount.mountpoint / next(iter(expected_files(manifest)))
-    # Twice: the second answer comes from the kernel, which has learnt that
-    # the file system has no extended attributes.
+    # Twice, because the second reply comes from the kernel, which has
+    # learnt that the file system has no extended attributes.
     for attempt in range(2):
         with pytest.raises(OSError) as raised:
             os.getxattr(path, "security.selinux")

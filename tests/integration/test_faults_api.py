@@ -261,7 +261,7 @@ def test_signing_at_cst_early_morning(mount, emulator, manifest):
     today = datetime.datetime.now(cst).date()
     moment = datetime.datetime.combine(today, datetime.time(3, 0), cst)
     # Near 03:00 CST the offset would be within the 300 s that the
-    # service allows, and no call would fail; the day before is as good.
+    # service allows, so no call would fail. The day before works as well.
     if abs(moment.timestamp() - time.time()) < 3600:
         moment -= datetime.timedelta(days=1)
     emulator.set_clock_offset(moment.timestamp() - time.time())

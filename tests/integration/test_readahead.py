@@ -1,8 +1,8 @@
 """Integration tests of read-ahead.
 
 A read from the start of a report fetches the next blocks before they are
-asked for; a whole sequential read fetches every block exactly once; reads
-at scattered offsets fetch only the blocks they touch; and with no cache to
+requested. A whole sequential read fetches every block exactly once. Reads
+at scattered offsets fetch only the blocks they touch. With no cache to
 keep blocks in, nothing is fetched ahead.
 """
 
@@ -56,7 +56,7 @@ def object_bytes(emulator, report, offset, length):
 
 
 def open_random(path):
-    """Open path with the kernel's read-ahead off, so that csipfs sees
+    """Open path with the kernel's read-ahead off, so that csipfs receives
     exactly the reads made."""
     fd = os.open(path, os.O_RDONLY)
     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
