@@ -12,6 +12,7 @@ csipfs_require_root "$@"
 cd "$CSIPFS_ROOT" || exit 1
 
 summary=()
+failures=()
 failed=0
 
 # Runs one named step, records PASS or FAIL and its duration in the summary.
@@ -37,6 +38,22 @@ skip() {
 	failed=1
 }
 
+# Runs pytest on the tests that follow build directory $1, against that
+# build's csipfs. The output also goes to $1/pytest.log, and the names of
+# failed tests are listed after the summary, which is all that a truncated
+# CI log may show.
+run_pytest() {
+	local dir=$1 status
+	shift
+	env CSIPFS_BIN="$CSIPFS_ROOT/$dir/fs/csipfs" /usr/bin/python3 -m pytest \
+		-q -rfE "$@" 2>&1 | tee "$dir/pytest.log"
+	status=${PIPESTATUS[0]}
+	while read -r line; do
+		failures+=("$dir: $line")
+	done < <(grep -E '^(FAILED|ERROR) ' "$dir/pytest.log" | cut -c1-160)
+	return "$status"
+}
+
 # Builds $1 with the extra meson options that follow, then runs its unit and
 # integration tests. The remaining steps of a build are skipped when it
 # fails to build.
@@ -45,8 +62,8 @@ test_build() {
 	shift
 	if step "build $dir" csipfs_build "$dir" "$@"; then
 		step "unit tests ($dir)" meson test -C "$dir" --print-errorlogs
-		step "integration tests ($dir)" env CSIPFS_BIN="$dir/fs/csipfs" \
-			/usr/bin/python3 -m pytest -q tests/integration
+		step "integration tests ($dir)" run_pytest "$dir" \
+			tests/integration
 	else
 		skip "unit tests ($dir)" "build $dir"
 		skip "integration tests ($dir)" "build $dir"
@@ -111,9 +128,8 @@ tsan_build() {
 	local options=halt_on_error=1:second_deadlock_stack=1
 	step "unit tests (build-tsan)" env TSAN_OPTIONS="$options" \
 		meson test -C build-tsan --print-errorlogs
-	step "fault tests (build-tsan)" env TSAN_OPTIONS="$options" \
-		CSIPFS_BIN="$CSIPFS_ROOT/build-tsan/fs/csipfs" \
-		/usr/bin/python3 -m pytest -q tests/integration/test_faults_local.py
+	TSAN_OPTIONS="$options" step "fault tests (build-tsan)" \
+		run_pytest build-tsan tests/integration/test_faults_local.py
 }
 
 if ! step "install packages" csipfs_install_packages; then
@@ -144,4 +160,9 @@ fuzz_build
 echo
 echo "=== summary"
 printf '%s\n' "${summary[@]}"
+if [ "${#failures[@]}" -gt 0 ]; then
+	echo
+	echo "=== failed tests"
+	printf '%s\n' "${failures[@]}"
+fi
 exit "$failed"
