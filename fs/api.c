@@ -894,6 +894,7 @@ int api_call(struct api *api, const char *action, json_t *request,
 		rc = pace(api, action, start + api->deadline_seconds);
 		if (rc == -ECANCELED) {
 			set_error(error, EIO, 0, "", "the mount is ending", "");
+			error->cancelled = true;
 			break;
 		}
 		if (rc < 0) {
@@ -952,6 +953,7 @@ int api_call(struct api *api, const char *action, json_t *request,
 		atomic_fetch_add(&api->retries, 1);
 		if (sleep_unless_cancelled(api, delay) < 0) {
 			set_error(error, EIO, 0, "", "the mount is ending", "");
+			error->cancelled = true;
 			result = ATTEMPT_FAIL;
 			break;
 		}

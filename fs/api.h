@@ -40,6 +40,7 @@ struct api_error {
 	char message[512]; /* API Message, or transport error text */
 	char request_id[80];
 	int attempts;
+	bool cancelled; /* the call was cut short because the mount ends */
 };
 
 struct api;

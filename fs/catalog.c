@@ -145,11 +145,21 @@ uint64_t catalog_inode(const char *kind, const char *account, const char *id)
 	return hash > 1 ? hash : hash + 2;
 }
 
-/* Logs a failure, or keeps it for the start-up message. */
-static void report_failure(struct catalog *catalog, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+/* The level of a line about a failed call: a call cut short by the end of
+ * the mount is no fault. */
+static enum log_level failure_level(const struct api_error *error)
+{
+	return error->cancelled ? LOG_LEVEL_INFO : LOG_LEVEL_ERROR;
+}
 
-static void report_failure(struct catalog *catalog, const char *fmt, ...)
+/* Logs a failure of the call that error describes, or keeps it for the
+ * start-up message. */
+static void report_failure(struct catalog *catalog,
+			   const struct api_error *error, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void report_failure(struct catalog *catalog,
+			   const struct api_error *error, const char *fmt, ...)
 {
 	char line[1024];
 	va_list ap;
@@ -161,7 +171,7 @@ static void report_failure(struct catalog *catalog, const char *fmt, ...)
 		snprintf(catalog->startup_error, catalog->startup_error_size,
 			 "%s", line);
 	else
-		log_error("%s", line);
+		log_msg(failure_level(error), "%s", line);
 }
 
 /* ---- parsing ---- */
@@ -1048,8 +1058,9 @@ static int list_account(struct catalog *catalog, const char *key,
 	if (rc < 0) {
 		note_unreachable(catalog, &error);
 		report_failure(
-		    catalog, "listing the reports of account %s failed: %s",
-		    key, api_format_error(&error, message, sizeof(message)));
+		    catalog, &error,
+		    "listing the reports of account %s failed: %s", key,
+		    api_format_error(&error, message, sizeof(message)));
 		free_reports(list.items, list.count);
 		return rc;
 	}
@@ -1244,7 +1255,8 @@ static int load_accounts(struct catalog *catalog)
 		    api_code_is_auth_failure(error.code) ||
 		    api_code_is_retryable(error.code)) {
 			report_failure(
-			    catalog, "listing the group's accounts failed: %s",
+			    catalog, &error,
+			    "listing the group's accounts failed: %s",
 			    api_format_error(&error, message, sizeof(message)));
 			free(members.items);
 			return rc;
@@ -1531,10 +1543,11 @@ static int resolve_batch(struct catalog *catalog, const char *key,
 		      &response, &error);
 	json_decref(request);
 	if (rc < 0) {
-		log_error("account %s: resolving %zu report URLs (first %s) "
-			  "failed: %s",
-			  key, count, ids[0],
-			  api_format_error(&error, message, sizeof(message)));
+		log_msg(failure_level(&error),
+			"account %s: resolving %zu report URLs (first %s) "
+			"failed: %s",
+			key, count, ids[0],
+			api_format_error(&error, message, sizeof(message)));
 		return rc;
 	}
 	now = catalog_now();

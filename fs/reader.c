@@ -606,6 +606,12 @@ static void fetch_ahead(struct reader *reader, uint64_t index, char *buf)
 	if (cache_entry_has_block(reader->entry, index) ||
 	    !join_flight(file->key, index, false))
 		return;
+	/* A read's fetch of the block may have ended between the two
+	 * checks above. */
+	if (cache_entry_has_block(reader->entry, index)) {
+		end_flight(file->key, index);
+		return;
+	}
 	length = fetch_block(reader, index, buf, true);
 	rc = length < 0
 		 ? (int)length
@@ -725,6 +731,13 @@ static int read_in_block(struct reader *reader, uint64_t index, size_t in_block,
 			return 0;
 		if (!join_flight(reader->file.key, index, true))
 			continue;
+		/* Another fetch of the block may have ended after the
+		 * copies above missed it. */
+		if (reader->entry &&
+		    cache_entry_has_block(reader->entry, index)) {
+			end_flight(reader->file.key, index);
+			continue;
+		}
 		rc = load_block(reader, index);
 		end_flight(reader->file.key, index);
 		if (rc < 0)
