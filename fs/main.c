@@ -44,6 +44,8 @@
  * The kernel sends a file's read-ahead as several reads in parallel, while
  * its default of 128 KiB keeps about one small read in flight. */
 #define MOUNT_READAHEAD_KB 8192
+/* Watcher intervals at most for the kernel to keep that value. */
+#define READAHEAD_TRIES 10
 /* FUSE worker threads at most, enough for the kernel's parallel reads. */
 #define MAX_LOOP_THREADS 32
 
@@ -346,79 +348,6 @@ no_memory:
 	return NULL;
 }
 
-/* Everything the mount owns, released in reverse order by teardown(). */
-struct mount_state {
-	struct config_credentials credentials;
-	struct fetch *fetch;
-	struct api *api;
-	struct cache *cache;
-	struct catalog *catalog;
-	struct fuse *fuse;
-	bool mounted;
-	bool signals;
-	bool curl;
-	pthread_t watcher;
-	bool watching;
-	atomic_bool stop_watching;
-};
-
-/* Waits for the FUSE session to end, by a signal or an unmount, and then
- * cancels the downloads, API calls and waits in flight. The loop waits for
- * every worker thread to finish its request, so without this a slow
- * download or a paced API call would hold up the exit for as long as its
- * timeouts and retries allow. */
-static void *watch_for_exit(void *data)
-{
-	struct mount_state *state = data;
-	struct fuse_session *session = fuse_get_session(state->fuse);
-	struct timespec interval = {
-	    .tv_sec = 0,
-	    .tv_nsec = WATCH_INTERVAL_MS * 1000000L,
-	};
-
-	while (!atomic_load(&state->stop_watching)) {
-		if (fuse_session_exited(session)) {
-			log_info("the mount is ending; cancelling the "
-				 "downloads and API calls in flight");
-			fetch_cancel(state->fetch);
-			api_cancel(state->api);
-			catalog_cancel(state->catalog);
-			break;
-		}
-		nanosleep(&interval, NULL);
-	}
-	return NULL;
-}
-
-static void teardown(struct mount_state *state)
-{
-	if (state->watching) {
-		atomic_store(&state->stop_watching, true);
-		pthread_join(state->watcher, NULL);
-	}
-	/* Nothing fetches once the loop has ended. */
-	fetch_cancel(state->fetch);
-	if (state->signals) {
-		fuse_remove_signal_handlers(fuse_get_session(state->fuse));
-		/* libfuse restores SIGPIPE to SIG_DFL, but the connections
-		 * closed below may still meet a peer that is gone. */
-		signal(SIGPIPE, SIG_IGN);
-	}
-	if (state->mounted)
-		fuse_unmount(state->fuse);
-	if (state->fuse)
-		fuse_destroy(state->fuse);
-	/* Read-ahead workers use the catalog and the cache until stopped. */
-	reader_shutdown();
-	catalog_destroy(state->catalog);
-	cache_close(state->cache);
-	api_destroy(state->api);
-	fetch_destroy(state->fetch);
-	config_credentials_clear(&state->credentials);
-	if (state->curl)
-		curl_global_cleanup();
-}
-
 /* Checks that file can be read and holds at least one PEM certificate, so
  * that a wrong cafile= is named at start-up and not as a failed
  * verification later. Returns 0, or -1 after printing one line. */
@@ -568,24 +497,43 @@ static void unescape_mountinfo(char *field)
 	*out = '\0';
 }
 
-/* Raises the kernel's read-ahead of the mount at mountpoint to
- * MOUNT_READAHEAD_KB through its backing device in sysfs, which only root
- * may do. A failure only leaves the kernel's default, so it is logged at
- * debug level. */
-static void raise_readahead(const char *mountpoint)
+/* Everything the mount owns, released in reverse order by teardown(). */
+struct mount_state {
+	struct config_credentials credentials;
+	struct fetch *fetch;
+	struct api *api;
+	struct cache *cache;
+	struct catalog *catalog;
+	struct fuse *fuse;
+	bool mounted;
+	bool signals;
+	bool curl;
+	pthread_t watcher;
+	bool watching;
+	atomic_bool stop_watching;
+	/* The kernel's read-ahead, which the watcher raises after INIT. */
+	struct ops_context *ctx;
+	char readahead_knob[128];
+	bool readahead_pending;
+	bool readahead_ready;
+	int readahead_tries;
+};
+
+/* Finds the sysfs file that holds the kernel's read-ahead of the mount at
+ * mountpoint, the read_ahead_kb of its backing device, and writes its path
+ * to knob. Returns whether it was found; a miss is logged at debug level,
+ * as it only leaves the kernel's default. */
+static bool find_readahead_knob(const char *mountpoint, char *knob, size_t size)
 {
 	FILE *mounts = fopen("/proc/self/mountinfo", "re");
 	char line[PATH_MAX * 2 + 512];
 	char device[32] = "";
-	char path[128];
-	bool written;
-	FILE *knob;
 
 	if (!mounts) {
 		log_debug("kept the kernel's read-ahead: /proc/self/mountinfo: "
 			  "%s",
 			  strerror(errno));
-		return;
+		return false;
 	}
 	/* The last match is the mount just made, should others lie below. */
 	while (fgets(line, sizeof(line), mounts)) {
@@ -608,20 +556,135 @@ static void raise_readahead(const char *mountpoint)
 		log_debug("kept the kernel's read-ahead: %s is not in "
 			  "/proc/self/mountinfo",
 			  mountpoint);
-		return;
+		return false;
 	}
-	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", device);
-	knob = fopen(path, "we");
-	written = knob && fprintf(knob, "%d\n", MOUNT_READAHEAD_KB) > 0;
-	if (knob && fclose(knob) != 0)
-		written = false;
-	if (!written) {
-		log_debug("kept the kernel's read-ahead: writing %s: %s", path,
-			  strerror(errno));
-		return;
+	snprintf(knob, size, "/sys/class/bdi/%s/read_ahead_kb", device);
+	return true;
+}
+
+/* Writes MOUNT_READAHEAD_KB to the sysfs file knob, which only root may
+ * do, and reads it back. Returns 0 when the value holds, -EAGAIN when the
+ * kernel shows another one, or a negated errno. */
+static int write_readahead(const char *knob)
+{
+	FILE *stream = fopen(knob, "we");
+	long value = -1;
+	int rc = 0;
+
+	if (!stream)
+		return -errno;
+	if (fprintf(stream, "%d\n", MOUNT_READAHEAD_KB) < 0)
+		rc = -errno;
+	if (fclose(stream) != 0 && rc == 0)
+		rc = -errno;
+	if (rc < 0)
+		return rc;
+	stream = fopen(knob, "re");
+	if (!stream)
+		return -errno;
+	if (fscanf(stream, "%ld", &value) != 1)
+		rc = -EIO;
+	fclose(stream);
+	if (rc == 0 && value != MOUNT_READAHEAD_KB)
+		rc = -EAGAIN;
+	return rc;
+}
+
+/* Raises the kernel's read-ahead of the mount, once the kernel has taken
+ * the INIT reply: before that the kernel lowers it again to the value that
+ * INIT carried. Called by the watcher at each interval until it returns
+ * true. */
+static bool raise_readahead(struct mount_state *state)
+{
+	int rc;
+
+	if (!atomic_load(&state->ctx->initialized))
+		return false;
+	/* libfuse sends the INIT reply just after ops_init() returns; one
+	 * interval later the kernel has taken it. */
+	if (!state->readahead_ready) {
+		state->readahead_ready = true;
+		return false;
 	}
-	log_debug("raised the kernel's read-ahead to %d KiB (%s)",
-		  MOUNT_READAHEAD_KB, path);
+	rc = write_readahead(state->readahead_knob);
+	if (rc == -EAGAIN && ++state->readahead_tries < READAHEAD_TRIES)
+		return false;
+	if (rc < 0)
+		log_debug("kept the kernel's read-ahead: writing %s: %s",
+			  state->readahead_knob,
+			  rc == -EAGAIN ? "the kernel kept its own value"
+					: strerror(-rc));
+	else
+		log_debug("raised the kernel's read-ahead to %d KiB (%s)",
+			  MOUNT_READAHEAD_KB, state->readahead_knob);
+	return true;
+}
+
+/* Raises the kernel's read-ahead once INIT is done, and waits for the FUSE
+ * session to end, by a signal or an unmount, and then cancels the
+ * downloads, API calls and waits in flight. The loop waits for every
+ * worker thread to finish its request, so without this a slow
+ * download or a paced API call would hold up the exit for as long as its
+ * timeouts and retries allow. */
+static void *watch_for_exit(void *data)
+{
+	struct mount_state *state = data;
+	struct fuse_session *session = fuse_get_session(state->fuse);
+	struct timespec interval = {
+	    .tv_sec = 0,
+	    .tv_nsec = WATCH_INTERVAL_MS * 1000000L,
+	};
+
+	while (!atomic_load(&state->stop_watching)) {
+		if (state->readahead_pending && raise_readahead(state))
+			state->readahead_pending = false;
+		if (fuse_session_exited(session)) {
+			log_info("the mount is ending; cancelling the "
+				 "downloads and API calls in flight");
+			fetch_cancel(state->fetch);
+			api_cancel(state->api);
+			catalog_cancel(state->catalog);
+			break;
+		}
+		nanosleep(&interval, NULL);
+	}
+	return NULL;
+}
+
+static void teardown(struct mount_state *state)
+{
+	if (state->watching) {
+		atomic_store(&state->stop_watching, true);
+		pthread_join(state->watcher, NULL);
+	}
+	/* Nothing fetches or calls the API once the loop has ended. The
+	 * watcher cancels these too, but it may see stop_watching before it
+	 * sees the session end, and a read-ahead worker in a paced API call
+	 * would then hold up reader_shutdown() below. */
+	fetch_cancel(state->fetch);
+	if (state->api)
+		api_cancel(state->api);
+	if (state->catalog)
+		catalog_cancel(state->catalog);
+	if (state->signals) {
+		fuse_remove_signal_handlers(fuse_get_session(state->fuse));
+		/* libfuse restores SIGPIPE to SIG_DFL, but the connections
+		 * closed below may still meet a peer that is gone. */
+		signal(SIGPIPE, SIG_IGN);
+	}
+	if (state->mounted)
+		fuse_unmount(state->fuse);
+	if (state->fuse)
+		fuse_destroy(state->fuse);
+	/* Read-ahead workers use the catalog and the cache until stopped. */
+	reader_shutdown();
+	catalog_destroy(state->catalog);
+	cache_close(state->cache);
+	api_destroy(state->api);
+	fetch_destroy(state->fetch);
+	config_credentials_clear(&state->credentials);
+	if (state->curl)
+		curl_global_cleanup();
 }
 
 static int build_fuse_args(struct fuse_args *args, const char *profile,
@@ -764,12 +827,14 @@ static int run(struct fuse_args *args, struct options *options)
 	if (fuse_mount(state.fuse, mountpoint) != 0)
 		goto out;
 	state.mounted = true;
-	/* NOTE: the kernel lowers this again to its 128 KiB when it takes
-	 * libfuse's INIT reply, which comes later (read back on a live
-	 * mount). Written after INIT the value holds, but the wider kernel
-	 * read-ahead changes the order of reads that the fault tests
-	 * expect, so that is not done yet. */
-	raise_readahead(mountpoint);
+	/* Without a cache csipfs keeps one block per open file, and the
+	 * parallel reads of a wide kernel read-ahead would fetch the same
+	 * blocks again and again. */
+	state.ctx = &ctx;
+	state.readahead_pending =
+	    cache_size > 0 &&
+	    find_readahead_knob(mountpoint, state.readahead_knob,
+				sizeof(state.readahead_knob));
 	log_info("mounted profile %s on %s (cache %s, %" PRIu64 " bytes)",
 		 profile, mountpoint, cache_dir, cache_size);
 	if (fuse_daemonize(options->foreground) != 0)

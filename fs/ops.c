@@ -29,6 +29,7 @@ static void *ops_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	cfg->entry_timeout = ctx->attr_timeout;
 	cfg->attr_timeout = ctx->attr_timeout;
 	cfg->negative_timeout = 1;
+	atomic_store(&ctx->initialized, true);
 	return ctx;
 }
 

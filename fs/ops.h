@@ -4,6 +4,7 @@
 #define CSIPFS_OPS_H
 
 #include <fuse.h>
+#include <stdatomic.h>
 #include <sys/types.h>
 
 #include "cache.h"
@@ -17,7 +18,8 @@ struct ops_context {
 	struct fetch *fetch;
 	uid_t uid;
 	gid_t gid;
-	double attr_timeout; /* seconds the kernel may cache attributes */
+	double attr_timeout;	 /* seconds the kernel may cache attributes */
+	atomic_bool initialized; /* set when init has run */
 };
 
 const struct fuse_operations *ops_operations(void);

@@ -15,6 +15,9 @@ from test_mount import BLOCK_SIZE, complete_reports, sha256_file
 FIRST_WINDOW = 2
 # Seconds to wait for fetches ahead to reach the store's log.
 SETTLE_SECONDS = 10
+# The kernel's read-ahead of a mount with a cache, in KiB
+# (MOUNT_READAHEAD_KB in fs/main.c).
+MOUNT_READAHEAD_KB = 8192
 
 
 def largest_report(manifest):
@@ -150,3 +153,45 @@ def test_no_read_ahead_without_cache(mount, emulator, manifest):
     assert data == object_bytes(emulator, report, 0, 128 * 1024)
     assert ranges == [block_range(report, 0)], (
         f"with cache_size=0 a read of block 0 fetched {ranges}")
+
+
+def kernel_readahead_kb(mountpoint):
+    """Return the read_ahead_kb of the mount's backing device in sysfs."""
+    device = os.stat(mountpoint).st_dev
+    knob = (f"/sys/class/bdi/{os.major(device)}:{os.minor(device)}"
+            "/read_ahead_kb")
+    with open(knob) as f:
+        return int(f.read())
+
+
+def wait_for_readahead(mountpoint, value):
+    """Return the kernel's read-ahead of the mount once it is value, or
+    after SETTLE_SECONDS with another one."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while True:
+        kb = kernel_readahead_kb(mountpoint)
+        if kb == value or time.monotonic() > deadline:
+            return kb
+        time.sleep(0.1)
+
+
+def test_kernel_readahead_is_raised(mount):
+    with mount() as mounted:
+        kb = wait_for_readahead(mounted.mountpoint, MOUNT_READAHEAD_KB)
+        # It holds: nothing lowers it again later.
+        time.sleep(1)
+        later = kernel_readahead_kb(mounted.mountpoint)
+        log = mounted.log_text()
+    assert kb == MOUNT_READAHEAD_KB, f"read_ahead_kb is {kb}"
+    assert later == MOUNT_READAHEAD_KB, f"read_ahead_kb fell to {later}"
+    assert f"raised the kernel's read-ahead to {MOUNT_READAHEAD_KB} KiB" \
+        in log
+
+
+def test_kernel_readahead_kept_without_cache(mount):
+    with mount(options=["cache_size=0"]) as mounted:
+        time.sleep(1)
+        kb = kernel_readahead_kb(mounted.mountpoint)
+        log = mounted.log_text()
+    assert kb < MOUNT_READAHEAD_KB, f"read_ahead_kb is {kb}"
+    assert "raised the kernel's read-ahead" not in log

@@ -182,6 +182,9 @@ def test_no_secret_in_log_cache_or_argv(mount, emulator, manifest,
         source = source_path(emulator, refreshed)
         offset = refreshed["size"] - BLOCK_SIZE
         with open(root / refreshed["path"], "rb") as f:
+            # Without the kernel's read-ahead, which would have read the
+            # last block before the URL expired.
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_RANDOM)
             first = os.pread(f.fileno(), BLOCK_SIZE, BLOCK_SIZE)
             time.sleep(URL_LIFETIME + 1)
             emulator.reset_store_log()
