@@ -46,8 +46,12 @@
 #define MOUNT_READAHEAD_KB 8192
 /* Watcher intervals at most for the kernel to keep that value. */
 #define READAHEAD_TRIES 10
-/* FUSE worker threads at most, enough for the kernel's parallel reads. */
-#define MAX_LOOP_THREADS 32
+/* FUSE worker threads at most. Each read in progress holds a reply buffer
+ * of up to 1 MiB and may hold a fetched block of 1 MiB, so threads cost
+ * memory: with the 8 MiB read-ahead, 32 threads made a single cat peak at
+ * 120 MiB, and 10 (libfuse's default) at 40 MiB, with faster reads on the
+ * benchmark's 2 cores (docs/benchmarks.md). */
+#define MAX_LOOP_THREADS 10
 
 struct options {
 	char *endpoint;
@@ -857,7 +861,7 @@ static int run(struct fuse_args *args, struct options *options)
 		if (!loop)
 			goto out;
 		fuse_loop_cfg_set_clone_fd(loop, 0);
-		fuse_loop_cfg_set_idle_threads(loop, 16);
+		fuse_loop_cfg_set_idle_threads(loop, MAX_LOOP_THREADS);
 		fuse_loop_cfg_set_max_threads(loop, MAX_LOOP_THREADS);
 		rc = fuse_loop_mt(state.fuse, loop);
 		fuse_loop_cfg_destroy(loop);
