@@ -4,6 +4,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -70,48 +72,135 @@ static int ops_getattr(const char *path, struct stat *st,
 	return 0;
 }
 
-struct fill_state {
-	struct ops_context *ctx;
-	void *buf;
-	fuse_fill_dir_t filler;
-	bool plus;
+/* The entries of an open directory, copied at its first read (and at each
+ * rewind) and then handed to libfuse by offset. Given offsets, libfuse
+ * sends the kernel each entry's node and attributes with its name, and
+ * ls -l then needs no LOOKUP per entry. Without offsets it sends names
+ * only. The entries are copied out because libfuse calls getattr, which
+ * takes the catalog's lock, from inside the filler. */
+struct dir_entry {
+	char *name;
+	struct catalog_attr attr;
 };
 
-static int fill_entry(void *opaque, const char *name,
-		      const struct catalog_attr *attr)
-{
-	struct fill_state *state = opaque;
-	struct stat st;
+struct dir_listing {
+	struct dir_entry *entries;
+	size_t count;
+	size_t capacity;
+	bool loaded;
+	bool failed; /* out of memory while copying the entries */
+};
 
-	if (state->plus && attr) {
-		fill_stat(state->ctx, attr, &st);
-		return state->filler(state->buf, name, &st, 0,
-				     FUSE_FILL_DIR_PLUS);
-	}
-	memset(&st, 0, sizeof(st));
-	if (attr) {
-		st.st_ino = attr->ino;
-		st.st_mode = attr->kind == CATALOG_REPORT ? S_IFREG : S_IFDIR;
-	}
-	return state->filler(state->buf, name, &st, 0, 0);
+static void clear_listing(struct dir_listing *listing)
+{
+	for (size_t i = 0; i < listing->count; i++)
+		free(listing->entries[i].name);
+	free(listing->entries);
+	memset(listing, 0, sizeof(*listing));
 }
 
+static int copy_entry(void *opaque, const char *name,
+		      const struct catalog_attr *attr)
+{
+	struct dir_listing *listing = opaque;
+	struct dir_entry *entry;
+
+	if (listing->count == listing->capacity) {
+		size_t capacity =
+		    listing->capacity ? listing->capacity * 2 : 64;
+		struct dir_entry *grown = realloc(
+		    listing->entries, capacity * sizeof(*listing->entries));
+
+		if (!grown) {
+			listing->failed = true;
+			return 1;
+		}
+		listing->entries = grown;
+		listing->capacity = capacity;
+	}
+	entry = &listing->entries[listing->count];
+	entry->name = strdup(name);
+	if (!entry->name) {
+		listing->failed = true;
+		return 1;
+	}
+	entry->attr = *attr;
+	listing->count++;
+	return 0;
+}
+
+static int ops_opendir(const char *path, struct fuse_file_info *fi)
+{
+	struct dir_listing *listing = calloc(1, sizeof(*listing));
+
+	(void)path;
+	if (!listing)
+		return -ENOMEM;
+	fi->fh = (uint64_t)(uintptr_t)listing;
+	return 0;
+}
+
+static int ops_releasedir(const char *path, struct fuse_file_info *fi)
+{
+	struct dir_listing *listing = (void *)(uintptr_t)fi->fh;
+
+	(void)path;
+	if (listing) {
+		clear_listing(listing);
+		free(listing);
+	}
+	return 0;
+}
+
+/* Offsets: 0 and 1 are "." and "..", and entry i of the listing is i + 2.
+ * Each entry is passed with the offset of the one after it. */
 static int ops_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 		       off_t offset, struct fuse_file_info *fi,
 		       enum fuse_readdir_flags flags)
 {
-	struct fill_state state = {
-	    .ctx = context(),
-	    .buf = buf,
-	    .filler = filler,
-	    .plus = (flags & FUSE_READDIR_PLUS) != 0,
-	};
+	struct ops_context *ctx = context();
+	struct dir_listing *listing = (void *)(uintptr_t)fi->fh;
+	bool plus = (flags & FUSE_READDIR_PLUS) != 0;
+	int rc;
 
-	(void)offset;
-	(void)fi;
-	filler(buf, ".", NULL, 0, 0);
-	filler(buf, "..", NULL, 0, 0);
-	return catalog_readdir(state.ctx->catalog, path, fill_entry, &state);
+	if (offset < 0)
+		return -EINVAL;
+	if (offset == 0 || !listing->loaded) {
+		clear_listing(listing);
+		rc = catalog_readdir(ctx->catalog, path, copy_entry, listing);
+		if (rc == 0 && listing->failed)
+			rc = -ENOMEM;
+		if (rc < 0) {
+			clear_listing(listing);
+			return rc;
+		}
+		listing->loaded = true;
+	}
+	for (uint64_t i = (uint64_t)offset; i < listing->count + 2; i++) {
+		const struct dir_entry *entry;
+		struct stat st;
+
+		if (i < 2) {
+			if (filler(buf, i == 0 ? "." : "..", NULL, (off_t)i + 1,
+				   0))
+				break;
+			continue;
+		}
+		entry = &listing->entries[i - 2];
+		if (plus) {
+			fill_stat(ctx, &entry->attr, &st);
+		} else {
+			memset(&st, 0, sizeof(st));
+			st.st_ino = entry->attr.ino;
+			st.st_mode = entry->attr.kind == CATALOG_REPORT
+					 ? S_IFREG
+					 : S_IFDIR;
+		}
+		if (filler(buf, entry->name, &st, (off_t)i + 1,
+			   plus ? FUSE_FILL_DIR_PLUS : 0))
+			break;
+	}
+	return 0;
 }
 
 static int ops_open(const char *path, struct fuse_file_info *fi)
@@ -286,7 +375,9 @@ static int rofs_fallocate(const char *path, int mode, off_t offset,
 static const struct fuse_operations operations = {
     .init = ops_init,
     .getattr = ops_getattr,
+    .opendir = ops_opendir,
     .readdir = ops_readdir,
+    .releasedir = ops_releasedir,
     .open = ops_open,
     .read = ops_read,
     .release = ops_release,

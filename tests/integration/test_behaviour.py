@@ -5,10 +5,12 @@ stable inode numbers, batched and shared URL resolution, the cache bound,
 the help text, and the emulator's own protocol checks.
 """
 
+import ctypes
 import errno
 import hashlib
 import os
 import pathlib
+import struct
 import subprocess
 import sys
 import threading
@@ -251,3 +253,69 @@ def test_xattrs_not_supported(admin_mount, manifest):
         with pytest.raises(OSError) as raised:
             os.listxattr(path)
         assert raised.value.errno == errno.EOPNOTSUPP, attempt
+
+
+# Directory listings ------------------------------------------------------
+
+SYS_GETDENTS64 = 217  # x86_64
+
+
+def getdents_names(path, buffer_size):
+    """List directory path with getdents64 and a buffer of buffer_size
+    bytes, which holds one or two entries, so that the kernel resumes the
+    listing at each entry's offset. Returns the names in order."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(buffer_size)
+    names = []
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        while True:
+            n = libc.syscall(SYS_GETDENTS64, fd, buf, buffer_size)
+            if n < 0:
+                raise OSError(ctypes.get_errno(), "getdents64", str(path))
+            if n == 0:
+                return names
+            pos = 0
+            while pos < n:
+                reclen = struct.unpack_from("<H", buf.raw, pos + 16)[0]
+                raw = buf.raw[pos + 19:pos + reclen]
+                names.append(os.fsdecode(raw.split(b"\0", 1)[0]))
+                pos += reclen
+    finally:
+        os.close(fd)
+
+
+def test_listing_resumes_at_each_offset(admin_mount, manifest):
+    tasks = task_dirs_with_reports(manifest)
+    task_dir = max(tasks, key=tasks.get)
+    path = admin_mount.mountpoint / task_dir
+    expected = sorted(os.listdir(path))
+    # The longest name decides the size of the smallest buffer that
+    # holds an entry.
+    longest = max(len(os.fsencode(name)) for name in expected)
+    names = getdents_names(path, 24 + longest + 8)
+    assert names[:2] == [".", ".."], names[:2]
+    assert sorted(names[2:]) == expected, (
+        f"a listing resumed at each entry gave {names[2:]}, expected "
+        f"{expected}")
+    assert len(expected) == tasks[task_dir]
+
+
+def test_ls_l_needs_no_lookup_per_entry(mount, manifest):
+    tasks = task_dirs_with_reports(manifest)
+    task_dir = max(tasks, key=tasks.get)
+    mounted = mount()
+    mounted.command.insert(1, "-d")
+    with mounted:
+        result = run(["ls", "-l", str(mounted.mountpoint / task_dir)],
+                     text=True)
+        log = mounted.log_text()
+    listed = [line for line in result.stdout.splitlines()
+              if line.startswith("-r")]
+    assert len(listed) == tasks[task_dir]
+    # libfuse's -d output names each looked-up path.
+    prefix = f"LOOKUP /{task_dir}/"
+    lookups = [line for line in log.splitlines() if line.startswith(prefix)]
+    assert not lookups, (
+        f"ls -l looked up {len(lookups)} of its {len(listed)} entries one "
+        f"by one: {lookups[:3]}")
