@@ -14,6 +14,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "dns_share.h"
 #include "log.h"
 #include "names.h"
 #include "tc3.h"
@@ -57,12 +58,9 @@ struct api {
 	double deadline_seconds;
 	double request_timeout; /* seconds for one attempt */
 	double max_rate;	/* calls per second and action, at most */
-	/* The DNS cache is shared; connections and TLS sessions are not,
-	 * because libcurl 7.88 documents its shared connection cache as unsafe
-	 * across threads and shared TLS sessions race inside OpenSSL. Each
-	 * pooled handle keeps its own connections instead. */
-	CURLSH *share;
-	pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+	/* Each pooled handle keeps its own connections, and they share only
+	 * the DNS cache. */
+	struct dns_share dns;
 	pthread_mutex_t pool_lock;
 	CURL *pool[MAX_POOLED_HANDLES];
 	size_t pool_count;
@@ -124,26 +122,6 @@ static void sleep_seconds(double seconds)
 	ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
 	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
 		;
-}
-
-static void share_lock_cb(CURL *handle, curl_lock_data data,
-			  curl_lock_access access, void *user)
-{
-	struct api *api = user;
-
-	(void)handle;
-	(void)access;
-	if (data >= 0 && data < CURL_LOCK_DATA_LAST)
-		pthread_mutex_lock(&api->share_locks[data]);
-}
-
-static void share_unlock_cb(CURL *handle, curl_lock_data data, void *user)
-{
-	struct api *api = user;
-
-	(void)handle;
-	if (data >= 0 && data < CURL_LOCK_DATA_LAST)
-		pthread_mutex_unlock(&api->share_locks[data]);
 }
 
 /* Takes an idle handle, with its open connections, or makes a new one. */
@@ -252,27 +230,15 @@ int api_create(const struct api_options *options, struct api **out, char *err,
 	api->max_rate = rate > 20 ? 20 : rate;
 	api->request_timeout =
 	    options->request_timeout > 0 ? options->request_timeout : 30;
-	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
-		pthread_mutex_init(&api->share_locks[i], NULL);
+	if (dns_share_init(&api->dns) < 0) {
+		rc = -ENOMEM;
+		goto fail;
+	}
 	pthread_mutex_init(&api->pool_lock, NULL);
 	pthread_mutex_init(&api->pace_lock, NULL);
-	api->share = curl_share_init();
-	if (!api->share)
-		goto fail_locks;
-	curl_share_setopt(api->share, CURLSHOPT_LOCKFUNC, share_lock_cb);
-	curl_share_setopt(api->share, CURLSHOPT_UNLOCKFUNC, share_unlock_cb);
-	curl_share_setopt(api->share, CURLSHOPT_USERDATA, api);
-	/* Only DNS: TLS sessions shared between threads race inside OpenSSL
-	 * (see fetch.c), and each pooled handle keeps its own connections. */
-	curl_share_setopt(api->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
 	*out = api;
 	return 0;
 
-fail_locks:
-	pthread_mutex_destroy(&api->pace_lock);
-	pthread_mutex_destroy(&api->pool_lock);
-	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
-		pthread_mutex_destroy(&api->share_locks[i]);
 fail:
 	free(api->cafile);
 	free(api->region);
@@ -289,12 +255,9 @@ void api_destroy(struct api *api)
 	/* Handles that use the share go before the share. */
 	for (size_t i = 0; i < api->pool_count; i++)
 		curl_easy_cleanup(api->pool[i]);
-	if (api->share)
-		curl_share_cleanup(api->share);
+	dns_share_destroy(&api->dns);
 	pthread_mutex_destroy(&api->pace_lock);
 	pthread_mutex_destroy(&api->pool_lock);
-	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
-		pthread_mutex_destroy(&api->share_locks[i]);
 	free(api->cafile);
 	free(api->region);
 	free(api->host);
@@ -794,7 +757,7 @@ static enum attempt_result attempt(struct api *api, const char *action,
 		goto out;
 	}
 	curl_easy_setopt(curl, CURLOPT_URL, api->url);
-	curl_easy_setopt(curl, CURLOPT_SHARE, api->share);
+	curl_easy_setopt(curl, CURLOPT_SHARE, api->dns.share);
 	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(curl, CURLOPT_POST, 1L);

@@ -1,15 +1,14 @@
 /* Ranged GETs of report objects. Every transfer runs on an easy handle taken
  * from a pool, and fetch_many() on a multi handle taken from a second pool.
  * An idle handle keeps its open connections, so the next range fetched with
- * it reuses one. All handles share the DNS cache through a CURLSH.
- * Connections are not shared (CURL_LOCK_DATA_CONNECT), because libcurl 7.88
- * lists "A shared connection cache is not thread-safe" among its known bugs,
- * and neither are TLS sessions: ThreadSanitizer caught one thread freeing
- * the certificate stack of a shared OpenSSL session while another copied it
- * (libcurl 7.88, OpenSSL 3.0). Responses are validated before a byte reaches
+ * it reuses one. All handles share the DNS cache (dns_share.h), and nothing
+ * else: ThreadSanitizer caught one thread freeing the certificate stack of
+ * a shared OpenSSL session while another copied it (libcurl 7.88, OpenSSL
+ * 3.0). Responses are validated before a byte reaches
  * the caller's buffer, and nothing is ever written past the requested length.
  */
 #include "fetch.h"
+#include "dns_share.h"
 #include "log.h"
 
 #include <curl/curl.h>
@@ -43,8 +42,7 @@
 #define FETCH_MAX_POSITION ((int64_t)1 << 62)
 
 struct fetch {
-	CURLSH *share;
-	pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+	struct dns_share dns;
 	struct curl_slist *headers; /* read-only once created */
 	char *cafile;
 	long connect_timeout_seconds;
@@ -106,26 +104,6 @@ struct transfer {
 	char curl_error[CURL_ERROR_SIZE];
 };
 
-static void lock_share(CURL *handle, curl_lock_data data,
-		       curl_lock_access access, void *userptr)
-{
-	struct fetch *fetch = userptr;
-
-	(void)handle;
-	(void)access;
-	if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)
-		pthread_mutex_lock(&fetch->share_locks[data]);
-}
-
-static void unlock_share(CURL *handle, curl_lock_data data, void *userptr)
-{
-	struct fetch *fetch = userptr;
-
-	(void)handle;
-	if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)
-		pthread_mutex_unlock(&fetch->share_locks[data]);
-}
-
 /* CURLOPT_XFERINFOFUNCTION: a nonzero return aborts the transfer with
  * CURLE_ABORTED_BY_CALLBACK. libcurl calls it at least once a second, also
  * while no data arrives. */
@@ -148,7 +126,7 @@ static int apply_common_options(struct fetch *fetch, CURL *easy)
 {
 	bool failed = false;
 
-	failed |= curl_easy_setopt(easy, CURLOPT_SHARE, fetch->share);
+	failed |= curl_easy_setopt(easy, CURLOPT_SHARE, fetch->dns.share);
 	failed |= curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
 	failed |= curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	failed |=
@@ -184,7 +162,6 @@ static int apply_common_options(struct fetch *fetch, CURL *easy)
 int fetch_create(const struct fetch_options *options, struct fetch **out)
 {
 	struct fetch *fetch;
-	int i;
 
 	*out = NULL;
 	fetch = calloc(1, sizeof(*fetch));
@@ -207,28 +184,13 @@ int fetch_create(const struct fetch_options *options, struct fetch **out)
 	if (!fetch->headers)
 		goto fail_headers;
 
-	fetch->share = curl_share_init();
-	if (!fetch->share)
+	if (dns_share_init(&fetch->dns) < 0)
 		goto fail_share;
-	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
-		pthread_mutex_init(&fetch->share_locks[i], NULL);
 	pthread_mutex_init(&fetch->pool_lock, NULL);
-	if (curl_share_setopt(fetch->share, CURLSHOPT_LOCKFUNC, lock_share) ||
-	    curl_share_setopt(fetch->share, CURLSHOPT_UNLOCKFUNC,
-			      unlock_share) ||
-	    curl_share_setopt(fetch->share, CURLSHOPT_USERDATA, fetch) ||
-	    curl_share_setopt(fetch->share, CURLSHOPT_SHARE,
-			      CURL_LOCK_DATA_DNS))
-		goto fail_setopt;
 
 	*out = fetch;
 	return 0;
 
-fail_setopt:
-	curl_share_cleanup(fetch->share);
-	pthread_mutex_destroy(&fetch->pool_lock);
-	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
-		pthread_mutex_destroy(&fetch->share_locks[i]);
 fail_share:
 	curl_slist_free_all(fetch->headers);
 fail_headers:
@@ -260,10 +222,8 @@ void fetch_destroy(struct fetch *fetch)
 		curl_multi_cleanup(fetch->idle_multis[i]);
 	for (i = 0; i < fetch->idle_count; i++)
 		curl_easy_cleanup(fetch->idle[i]);
-	curl_share_cleanup(fetch->share);
+	dns_share_destroy(&fetch->dns);
 	pthread_mutex_destroy(&fetch->pool_lock);
-	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
-		pthread_mutex_destroy(&fetch->share_locks[i]);
 	curl_slist_free_all(fetch->headers);
 	free(fetch->cafile);
 	free(fetch);
