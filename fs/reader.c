@@ -673,10 +673,13 @@ static void read_ahead(struct reader *reader, uint64_t start, uint64_t end)
 	uint64_t blocks = ((uint64_t)reader->file.size + CACHE_BLOCK_SIZE - 1) /
 			  CACHE_BLOCK_SIZE;
 	uint64_t first = (end - 1) / CACHE_BLOCK_SIZE + 1;
+	uint64_t missing[READAHEAD_MAX_BLOCKS];
 	uint64_t queued_until;
 	uint64_t last;
 	uint64_t index;
 	unsigned window;
+	size_t count = 0;
+	size_t i;
 
 	if (!reader->entry || cache_max_bytes(reader->cache) == 0)
 		return;
@@ -686,22 +689,25 @@ static void read_ahead(struct reader *reader, uint64_t start, uint64_t end)
 	last = first + window < blocks ? first + window : blocks;
 	if (queued_until > first)
 		first = queued_until;
+	/* The cache is checked before the pool's lock is taken, because
+	 * storing a block holds the entry's lock. */
+	for (index = first; index < last; index++)
+		if (!cache_entry_has_block(reader->entry, index))
+			missing[count++] = index;
 
 	pthread_mutex_lock(&pool.lock);
-	for (index = first; index < last; index++) {
+	for (i = 0; i < count; i++) {
 		struct ahead_job *job;
 
 		if (reader->ahead_failed ||
 		    reader->ahead_jobs >= READAHEAD_MAX_BLOCKS ||
 		    pool.queued >= READAHEAD_MAX_QUEUED || !start_pool())
 			break;
-		if (cache_entry_has_block(reader->entry, index))
-			continue;
 		job = malloc(sizeof(*job));
 		if (!job)
 			break;
 		job->reader = reader;
-		job->index = index;
+		job->index = missing[i];
 		job->next = NULL;
 		atomic_fetch_add(&reader->refs, 1);
 		reader->ahead_jobs++;
@@ -714,9 +720,13 @@ static void read_ahead(struct reader *reader, uint64_t start, uint64_t end)
 		pthread_cond_signal(&pool.wake);
 	}
 	pthread_mutex_unlock(&pool.lock);
+	/* The next run starts at the first block left out, or at last when
+	 * every missing block was queued. */
+	if (i < count)
+		last = missing[i];
 	pthread_mutex_lock(&reader->lock);
-	if (index > reader->ahead_next && reader->run_reads >= 2)
-		reader->ahead_next = index;
+	if (last > reader->ahead_next && reader->run_reads >= 2)
+		reader->ahead_next = last;
 	pthread_mutex_unlock(&reader->lock);
 }
 
