@@ -8,7 +8,6 @@ calls.
 
 import datetime
 import errno
-import hashlib
 import os
 import pathlib
 import re
@@ -19,6 +18,7 @@ import pytest
 
 from emulator import api as emulator_api
 from emulator import naming
+from test_mount import complete_reports, sha256_file
 
 # Calls of one action that a one-second window may hold beyond the limit:
 # calls already on the way when the first rejection arrives.
@@ -35,10 +35,6 @@ def clean_emulator(emulator):
     emulator.reset_behaviour()
 
 
-def complete_reports(manifest):
-    return [r for r in manifest["reports"] if r["status"] == 2]
-
-
 def admin_account(manifest):
     return next(a for a in manifest["accounts"] if a["role"] == "Admin")
 
@@ -46,14 +42,6 @@ def admin_account(manifest):
 def member_account(manifest, nick_name):
     return next(a for a in manifest["accounts"]
                 if a["role"] == "Member" and a["nick_name"] == nick_name)
-
-
-def sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as source:
-        for chunk in iter(lambda: source.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def files_under(root):

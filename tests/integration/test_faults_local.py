@@ -7,7 +7,6 @@ manifest or the objects directory, and the object store requests that the
 damage causes.
 """
 
-import hashlib
 import json
 import os
 import pathlib
@@ -21,6 +20,8 @@ import time
 import pytest
 
 import conftest
+from test_mount import (complete_reports, largest_report, read_range,
+                        report_of_size, sha256_file, source_path)
 
 BLOCK_SIZE = 1048576
 INDEX_HEADER_SIZE = 16
@@ -33,40 +34,6 @@ CHURN_SECONDS = 60
 
 
 # Helpers --------------------------------------------------------------------
-
-def complete_reports(manifest):
-    return [r for r in manifest["reports"] if r["status"] == 2]
-
-
-def report_of_size(manifest, size):
-    matches = [r for r in complete_reports(manifest) if r["size"] == size]
-    assert matches, f"the fixture has no complete report of {size} bytes"
-    return matches[0]
-
-
-def largest_report(manifest):
-    return max(complete_reports(manifest), key=lambda r: r["size"])
-
-
-def source_path(emulator, report):
-    return pathlib.Path(emulator.state["objects_dir"]) / report["object"]
-
-
-def sha256_file(path, chunk_size=BLOCK_SIZE):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            chunk = f.read(chunk_size)
-            if not chunk:
-                break
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def read_range(path, offset, length):
-    with open(path, "rb") as f:
-        return os.pread(f.fileno(), length, offset)
-
 
 def block_count(size):
     return (size + BLOCK_SIZE - 1) // BLOCK_SIZE

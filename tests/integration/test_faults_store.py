@@ -6,19 +6,19 @@ one misbehaviour. It checks the exact outcome: bytes identical to the object
 checks the requests the store recorded and the API calls csipfs made.
 """
 
-import errno
 import hashlib
 import os
 import pathlib
 import signal
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
 from emulator.faulty_store import FaultyStore
+from test_mount import (complete_reports, errno_of, read_range,
+                        report_of_size)
 
 MIB = 1 << 20
 BLOCK_SIZE = MIB
@@ -33,16 +33,6 @@ CHANGED_ERROR = r"the object changed"
 
 
 # Helpers ----------------------------------------------------------------
-
-def complete_reports(manifest):
-    return [r for r in manifest["reports"] if r["status"] == 2]
-
-
-def report_of_size(manifest, size):
-    matches = [r for r in complete_reports(manifest) if r["size"] == size]
-    assert matches, f"the fixture has no complete report of {size} bytes"
-    return matches[0]
-
 
 def reports_of_task(manifest, report):
     return [r for r in complete_reports(manifest)
@@ -80,23 +70,9 @@ def sha256_file(path, chunk_size=MIB, pause=0.0):
     return digest.hexdigest()
 
 
-def errno_of(operation):
-    """Return the errno name an operation fails with, or "succeeded"."""
-    try:
-        operation()
-    except OSError as error:
-        return errno.errorcode.get(error.errno, str(error.errno))
-    return "succeeded"
-
-
 def read_all(path):
     with open(path, "rb") as f:
         return f.read()
-
-
-def read_range(path, offset, length):
-    with open(path, "rb") as f:
-        return os.pread(f.fileno(), length, offset)
 
 
 def log_lines(mount, pattern):
