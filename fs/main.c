@@ -523,7 +523,7 @@ struct mount_state {
 	int readahead_tries;
 };
 
-/* Finds the sysfs file that holds the kernel's read-ahead of the mount at
+/* Finds the sysfs file that contains the kernel's read-ahead of the mount at
  * mountpoint, the read_ahead_kb of its backing device, and writes its path
  * to knob. Returns whether it was found; a miss is logged at debug level,
  * as it only leaves the kernel's default. */
@@ -604,8 +604,9 @@ static bool raise_readahead(struct mount_state *state)
 
 	if (!atomic_load(&state->ctx->initialized))
 		return false;
-	/* libfuse sends the INIT reply just after ops_init() returns; one
-	 * interval later the kernel has taken it. */
+	/* libfuse sends the INIT reply just after ops_init() returns, so one
+	 * interval later the kernel has usually taken it. The read-back
+	 * catches the cases where it has not. */
 	if (!state->readahead_ready) {
 		state->readahead_ready = true;
 		return false;
@@ -640,7 +641,11 @@ static void *watch_for_exit(void *data)
 	};
 
 	while (!atomic_load(&state->stop_watching)) {
-		if (state->readahead_pending && raise_readahead(state))
+		/* The end of the session is checked first, so that the
+		 * read-ahead is not written to a device that the unmount may
+		 * already have freed for another mount. */
+		if (!fuse_session_exited(session) && state->readahead_pending &&
+		    raise_readahead(state))
 			state->readahead_pending = false;
 		if (fuse_session_exited(session)) {
 			log_info("the mount is ending; cancelling the "
@@ -835,10 +840,13 @@ static int run(struct fuse_args *args, struct options *options)
 	 * parallel reads of a wide kernel read-ahead would fetch the same
 	 * blocks again and again. */
 	state.ctx = &ctx;
-	state.readahead_pending =
-	    cache_size > 0 &&
-	    find_readahead_knob(mountpoint, state.readahead_knob,
-				sizeof(state.readahead_knob));
+	if (cache_size == 0)
+		log_debug("kept the kernel's read-ahead: cache_size=0 keeps "
+			  "one block per open file");
+	else
+		state.readahead_pending =
+		    find_readahead_knob(mountpoint, state.readahead_knob,
+					sizeof(state.readahead_knob));
 	log_info("mounted profile %s on %s (cache %s, %" PRIu64 " bytes)",
 		 profile, mountpoint, cache_dir, cache_size);
 	if (fuse_daemonize(options->foreground) != 0)

@@ -511,10 +511,9 @@ void reader_shutdown(void)
 		open++;
 	}
 	if (open > 0)
-		log_debug(
-		    "closed %zu files whose release did not arrive before "
-		    "the unmount",
-		    open);
+		log_debug("closed %zu open %s whose release did not arrive "
+			  "before the unmount",
+			  open, open == 1 ? "file" : "files");
 	pthread_mutex_lock(&flights_lock);
 	while (flights) {
 		struct flight *next = flights->next;

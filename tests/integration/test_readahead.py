@@ -195,3 +195,4 @@ def test_kernel_readahead_kept_without_cache(mount):
         log = mounted.log_text()
     assert kb < MOUNT_READAHEAD_KB, f"read_ahead_kb is {kb}"
     assert "raised the kernel's read-ahead" not in log
+    assert "kept the kernel's read-ahead: cache_size=0" in log
