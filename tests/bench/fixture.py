@@ -394,21 +394,6 @@ def _stamp_text(size):
                       sort_keys=True) + "\n"
 
 
-def _is_reusable(directory, size):
-    try:
-        if (directory / "fixture.stamp").read_text() != _stamp_text(size):
-            return False
-        with open(directory / "manifest.json", encoding="utf-8") as source:
-            manifest = json.load(source)
-        for report in manifest["reports"]:
-            path = directory / "objects" / report["object"]
-            if path.stat().st_size != report["size"]:
-                return False
-    except (OSError, ValueError, KeyError):
-        return False
-    return True
-
-
 def build(directory, size):
     """Build the fixture of size in directory unless it is there already.
 
@@ -416,7 +401,7 @@ def build(directory, size):
     """
     directory = Path(directory)
     manifest_path = directory / "manifest.json"
-    if _is_reusable(directory, size):
+    if emulator_fixture.is_complete(directory, _stamp_text(size)):
         return manifest_path
     stamp = directory / "fixture.stamp"
     stamp.unlink(missing_ok=True)

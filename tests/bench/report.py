@@ -76,6 +76,17 @@ def _best_of(records, network, workload, case, names, value, pick):
 
 # --------------------------------------------------------------- targets
 
+# The re-read targets: number, case, text and the least csipfs / local
+# ratio.
+REREAD_TARGETS = [
+    ("2a", "page-cache",
+     "re-read from the page cache, csipfs / local cat >= 0.95", 0.95),
+    ("2b", "disk-cache",
+     "re-read from csipfs's disk cache, csipfs / local cat of the cache "
+     "file >= 0.8", 0.8),
+]
+
+
 class Target:
     """One target row: its text, the measured value and whether it is met
     (None when there is no data)."""
@@ -158,18 +169,11 @@ def targets(records, manifest, networks):
                           "cat throughput, csipfs / better of httpdirfs "
                           "and rclone >= 2", _ratio_median(csipfs_cat, best),
                           2.0)
-        _ratio_target(rows, "2a", network,
-                      "re-read from the page cache, csipfs / local cat "
-                      ">= 0.95",
-                      _ratio_median(tp("reread", "page-cache", "csipfs"),
-                                    tp("reread", "page-cache", "local")),
-                      0.95)
-        _ratio_target(rows, "2b", network,
-                      "re-read from csipfs's disk cache, csipfs / local cat "
-                      "of the cache file >= 0.8",
-                      _ratio_median(tp("reread", "disk-cache", "csipfs"),
-                                    tp("reread", "disk-cache", "local")),
-                      0.8)
+        for number, case, text, minimum in REREAD_TARGETS:
+            _ratio_target(rows, number, network, text,
+                          _ratio_median(tp("reread", case, "csipfs"),
+                                        tp("reread", case, "local")),
+                          minimum)
         if network == "wan":
             best = _best_of(records, network, "grep", "cold",
                             ["httpdirfs", "rclone"], _seconds, min)

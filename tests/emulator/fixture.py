@@ -562,11 +562,13 @@ def _stamp_text():
     return FIXTURE_VERSION + "\n"
 
 
-def _is_reusable(workdir):
+def is_complete(workdir, stamp_text):
+    """Return whether workdir contains a fixture built with stamp_text as its
+    stamp, with every object of its manifest at its full size."""
     stamp = workdir / "fixture.stamp"
     manifest_path = workdir / "manifest.json"
     try:
-        if stamp.read_text() != _stamp_text():
+        if stamp.read_text() != stamp_text:
             return False
         manifest = load_manifest(manifest_path)
         for report in manifest["reports"]:
@@ -585,7 +587,7 @@ def build_fixture(workdir):
     """
     workdir = Path(workdir)
     manifest_path = workdir / "manifest.json"
-    if _is_reusable(workdir):
+    if is_complete(workdir, _stamp_text()):
         return manifest_path
     stamp = workdir / "fixture.stamp"
     stamp.unlink(missing_ok=True)
