@@ -44,12 +44,12 @@
  * The kernel sends a file's read-ahead as several reads in parallel, while
  * its default of 128 KiB keeps about one small read in flight. */
 #define MOUNT_READAHEAD_KB 8192
-/* Watcher intervals at most for the kernel to keep that value. */
+/* Attempts to make the kernel keep that value, one per watcher interval. */
 #define READAHEAD_TRIES 10
-/* FUSE worker threads at most. Each read in progress holds a reply buffer
- * of up to 1 MiB and may hold a fetched block of 1 MiB, so threads cost
- * memory: with the 8 MiB read-ahead, 32 threads made a single cat peak at
- * 120 MiB, and 10 (libfuse's default) at 40 MiB, with faster reads on the
+/* FUSE worker threads at most. Each read in progress uses a reply buffer
+ * of up to 1 MiB and often a fetched block of 1 MiB, so threads cost
+ * memory. With the 8 MiB read-ahead, a single cat peaked at 120 MiB with 32
+ * threads and at 40 MiB with 10 (libfuse's default), and read faster on the
  * benchmark's 2 cores (docs/benchmarks.md). */
 #define MAX_LOOP_THREADS 10
 
@@ -667,9 +667,9 @@ static void teardown(struct mount_state *state)
 		pthread_join(state->watcher, NULL);
 	}
 	/* Nothing fetches or calls the API once the loop has ended. The
-	 * watcher cancels these too, but it may see stop_watching before it
-	 * sees the session end, and a read-ahead worker in a paced API call
-	 * would then hold up reader_shutdown() below. */
+	 * watcher cancels these too, unless stop_watching ends it before it
+	 * notices the end of the session. A read-ahead worker in a paced API
+	 * call would then hold up reader_shutdown() below. */
 	fetch_cancel(state->fetch);
 	if (state->api)
 		api_cancel(state->api);

@@ -262,8 +262,9 @@ SYS_GETDENTS64 = 217  # x86_64
 
 def getdents_names(path, buffer_size):
     """List directory path with getdents64 and a buffer of buffer_size
-    bytes, which holds one or two entries, so that the kernel resumes the
-    listing at each entry's offset. Returns the names in order."""
+    bytes, which has room for one or two entries, so that the kernel
+    resumes the listing at each entry's offset. Returns the names in
+    order."""
     libc = ctypes.CDLL(None, use_errno=True)
     buf = ctypes.create_string_buffer(buffer_size)
     names = []
@@ -290,8 +291,8 @@ def test_listing_resumes_at_each_offset(admin_mount, manifest):
     task_dir = max(tasks, key=tasks.get)
     path = admin_mount.mountpoint / task_dir
     expected = sorted(os.listdir(path))
-    # The longest name decides the size of the smallest buffer that
-    # holds an entry.
+    # The longest name sets the size of the smallest buffer with room for
+    # any entry.
     longest = max(len(os.fsencode(name)) for name in expected)
     names = getdents_names(path, 24 + longest + 8)
     assert names[:2] == [".", ".."], names[:2]
