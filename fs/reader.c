@@ -419,6 +419,20 @@ static void end_flight(const char *key, uint64_t index)
 	pthread_mutex_unlock(&flights_lock);
 }
 
+/* Joins or starts the fetch of block index as join_flight() does, and
+ * returns true only when the caller must fetch it. Another fetch may have
+ * ended, and cached the block, just before the flight was started. */
+static bool claim_block(struct reader *reader, uint64_t index, bool wait)
+{
+	if (!join_flight(reader->file.key, index, wait))
+		return false;
+	if (reader->entry && cache_entry_has_block(reader->entry, index)) {
+		end_flight(reader->file.key, index);
+		return false;
+	}
+	return true;
+}
+
 /* Runs read-ahead jobs until the pool stops. Each worker keeps one block
  * buffer for its whole life, so that the allocator is not asked for a
  * block at every fetch. */
@@ -603,14 +617,8 @@ static void fetch_ahead(struct reader *reader, uint64_t index, char *buf)
 	int rc;
 
 	if (cache_entry_has_block(reader->entry, index) ||
-	    !join_flight(file->key, index, false))
+	    !claim_block(reader, index, false))
 		return;
-	/* A read's fetch of the block may have ended between the two
-	 * checks above. */
-	if (cache_entry_has_block(reader->entry, index)) {
-		end_flight(file->key, index);
-		return;
-	}
 	length = fetch_block(reader, index, buf, true);
 	rc = length < 0
 		 ? (int)length
@@ -738,15 +746,8 @@ static int read_in_block(struct reader *reader, uint64_t index, size_t in_block,
 		if (copy_from_memory(reader, index, in_block, dst, length) ||
 		    copy_from_cache(reader, index, in_block, dst, length))
 			return 0;
-		if (!join_flight(reader->file.key, index, true))
+		if (!claim_block(reader, index, true))
 			continue;
-		/* Another fetch of the block may have ended after the
-		 * copies above missed it. */
-		if (reader->entry &&
-		    cache_entry_has_block(reader->entry, index)) {
-			end_flight(reader->file.key, index);
-			continue;
-		}
 		rc = load_block(reader, index);
 		end_flight(reader->file.key, index);
 		if (rc < 0)
