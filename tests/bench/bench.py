@@ -102,11 +102,15 @@ def _parser():
                            "their SHA-256: for csipfs's first repetition "
                            "only, or for every run (default csipfs, or all "
                            "with --smoke)")
-    runs.add_argument("--netem", default=network.DEFAULT_NETEM,
-                      metavar="PARAMETERS",
-                      help="netem parameters on both veth ends of the wan "
-                           f"condition (default {network.DEFAULT_NETEM!r}); "
-                           "an empty string adds no qdisc")
+    runs.add_argument("--link-delay-ms", type=float,
+                      default=network.DEFAULT_DELAY_MS, metavar="MS",
+                      help="one-way delay of the wan condition's link "
+                           f"(default {network.DEFAULT_DELAY_MS:g})")
+    runs.add_argument("--link-rate-mbit", type=float,
+                      default=network.DEFAULT_RATE_MBIT, metavar="MBIT",
+                      help="rate of the wan condition's link in each "
+                           "direction, in Mbit/s; 0 for no limit (default "
+                           f"{network.DEFAULT_RATE_MBIT:g})")
 
     places = parser.add_argument_group("where results and files go")
     places.add_argument("--output", metavar="DIR",
@@ -154,6 +158,12 @@ def parse_args(argv):
                      f"or more")
     if args.timeout < 1:
         parser.error(f"--timeout {args.timeout} is invalid: use 1 or more")
+    if args.link_delay_ms < 0:
+        parser.error(f"--link-delay-ms {args.link_delay_ms:g} is invalid: "
+                     f"use 0 or more")
+    if args.link_rate_mbit < 0:
+        parser.error(f"--link-rate-mbit {args.link_rate_mbit:g} is "
+                     f"invalid: use 0 for no limit, or more")
     return args
 
 
@@ -353,6 +363,9 @@ def run_network(args, condition, manifest_path, manifest, run_dir, meta,
         except network.NetworkError as error:
             failures.append({"network": name, "stage": "tear-down",
                              "error": str(error)})
+        # The description gains the delay line's counters at tear-down.
+        if meta["networks"] and meta["networks"][-1]["name"] == name:
+            meta["networks"][-1] = condition.describe()
     return runner.records if runner is not None else []
 
 
@@ -423,7 +436,8 @@ def _run_all(args, run_dir, records, failures):
         if name == "loopback":
             condition = network.Loopback()
         else:
-            condition = network.Wan(args.netns, args.netem)
+            condition = network.Wan(args.netns, args.link_delay_ms,
+                                    args.link_rate_mbit)
         records += run_network(args, condition, manifest_path, manifest,
                                run_dir, meta, failures)
     return meta, manifest

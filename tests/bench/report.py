@@ -352,11 +352,33 @@ def _network_lines(description):
     lines = [f"- Server address: {description['server_address']}",
              f"- Round-trip time: {rtt_text}"]
     if description["name"] == "wan":
-        netem = description.get("netem")
-        lines.append(
-            f"- netem on both veth ends: `{netem}`" if netem else
-            "- netem: none, so this run has no added delay or rate limit")
+        lines.append(_link_line(description))
     return lines
+
+
+def _link_line(description):
+    """Return the line that describes the wan condition's link."""
+    link = description.get("link")
+    if link is None:
+        # Records of runs before the delay line had a netem qdisc.
+        netem = description.get("netem")
+        return (f"- netem on both veth ends: `{netem}`" if netem else
+                "- netem: none, so this run has no added delay or rate limit")
+    rate = (f"{link['rate_mbit']:g} Mbit/s" if link["rate_mbit"]
+            else "no rate limit")
+    line = (f"- Link: {link['delay_ms']:g} ms each way, {rate}, a queue of "
+            f"{link['limit_bytes'] / MIB:g} MiB each way, through "
+            f"the delay line of tests/bench/delayline.py")
+    delay_line = description.get("delay_line") or {}
+    counters = delay_line.get("counters")
+    if counters:
+        sent = sum(c["bytes"] for c in counters.values()) / MIB
+        drops = sum(c["drops"] for c in counters.values())
+        line += (f"; it forwarded {sent:.0f} MiB and dropped {drops} "
+                 f"packets")
+        if delay_line.get("cpu_seconds") is not None:
+            line += f", using {delay_line['cpu_seconds']:.1f} CPU seconds"
+    return line
 
 
 def markdown(meta, records, failures, notes, manifest, plots):
