@@ -37,6 +37,9 @@
 #define FETCH_POLL_TIMEOUT_MS  1000
 /* Slice of a backoff sleep between checks for fetch_cancel(). */
 #define FETCH_SLEEP_SLICE_MS 50
+/* Connections an idle multi handle keeps open: more than any caller of
+ * fetch_many() runs at once. */
+#define FETCH_MULTI_MAX_CONNECTS 16
 /* Byte positions and sizes at or above this are rejected as implausible, so
  * that sums of two of them never overflow an int64_t. */
 #define FETCH_MAX_POSITION ((int64_t)1 << 62)
@@ -279,8 +282,17 @@ static CURLM *take_multi(struct fetch *fetch)
 	if (fetch->idle_multi_count > 0)
 		multi = fetch->idle_multis[--fetch->idle_multi_count];
 	pthread_mutex_unlock(&fetch->pool_lock);
-	if (!multi)
-		multi = curl_multi_init();
+	if (multi)
+		return multi;
+	multi = curl_multi_init();
+	/* By default libcurl sizes a multi handle's connection cache at four
+	 * times the easy handles on it (CURLMOPT_MAXCONNECTS(3)). As the last
+	 * transfers of a batch end, the cache shrinks and closes connections
+	 * that the next batch would reuse, which over a 20 ms link cost a
+	 * batch a new TLS connection. A fixed size keeps them all. */
+	if (multi)
+		curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS,
+				  (long)FETCH_MULTI_MAX_CONNECTS);
 	return multi;
 }
 
