@@ -385,8 +385,9 @@ def _merge(output_dir, meta, records):
                 if (r["network"], r["workload"], r["contender"])
                 not in measured]
     names = {n["name"] for n in meta["networks"]}
-    meta["networks"] = [n for n in old["meta"]["networks"]
-                        if n["name"] not in names] + meta["networks"]
+    meta["networks"] = sorted(
+        [n for n in old["meta"]["networks"] if n["name"] not in names]
+        + meta["networks"], key=lambda n: NETWORKS.index(n["name"]))
     if previous:
         meta["commands"] = old["meta"]["commands"] + meta["commands"]
     return previous + records
