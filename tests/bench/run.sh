@@ -53,7 +53,8 @@ unmount_below() {
 }
 
 # Kills the processes inside network namespace $1, which only a benchmark
-# run starts there, and deletes the namespace with its veth pair.
+# run starts there (the emulator and the delay line), and deletes the
+# namespace. The delay line's tun devices go with its process.
 delete_netns() {
 	local name=$1 pid
 	for pid in $(ip netns pids "$name" 2>/dev/null); do
