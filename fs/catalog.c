@@ -26,8 +26,12 @@
 
 /* Maximum wait for another thread's listing, probe or URL, in seconds. */
 #define WAIT_LIMIT_SECONDS 180
-/* Reports probed at once; each needs one block of memory. */
-#define PROBE_PARALLEL 8
+/* Reports that one listing probes at once, each with one block of memory. */
+#define PROBE_PARALLEL 16
+/* Probe buffers, in blocks, that all listings share. A listing that finds
+ * none free probes one report at a time with a block of its own, so that
+ * it never waits for another listing's buffers. */
+#define PROBE_BUFFER_BUDGET 16
 /* Seconds before a listing that failed to refresh is tried again. */
 #define RETRY_AFTER_FAILURE 30
 /* The directory under state_dir that keeps the last good listings, and the
@@ -106,6 +110,7 @@ struct catalog {
 	/* Whether the last failed call found the API unreachable (no HTTP
 	 * response, HTTP 5xx or a server-side error code). */
 	bool unreachable;
+	size_t probe_buffers_free; /* under lock */
 };
 
 void catalog_cancel(struct catalog *catalog)
@@ -378,6 +383,7 @@ int catalog_create(const struct catalog_options *options, struct catalog **out)
 	catalog->options = *options;
 	pthread_mutex_init(&catalog->lock, NULL);
 	pthread_cond_init(&catalog->changed, NULL);
+	catalog->probe_buffers_free = PROBE_BUFFER_BUDGET;
 	*out = catalog;
 	return 0;
 }
@@ -1776,22 +1782,49 @@ static int store_probe(struct catalog *catalog, const char *account,
 	return 0;
 }
 
-/* Fetches the first block of each report in outcomes (URLs in urls),
- * PROBE_PARALLEL at a time. Returns the number that failed. */
+/* Takes up to requested probe buffers from the shared budget and returns
+ * how many it took, 0 when none are free. */
+static size_t take_probe_buffers(struct catalog *catalog, size_t requested)
+{
+	size_t taken;
+
+	pthread_mutex_lock(&catalog->lock);
+	taken = requested < catalog->probe_buffers_free
+		    ? requested
+		    : catalog->probe_buffers_free;
+	catalog->probe_buffers_free -= taken;
+	pthread_mutex_unlock(&catalog->lock);
+	return taken;
+}
+
+static void return_probe_buffers(struct catalog *catalog, size_t count)
+{
+	pthread_mutex_lock(&catalog->lock);
+	catalog->probe_buffers_free += count;
+	pthread_mutex_unlock(&catalog->lock);
+}
+
+/* Fetches the first block of each report in outcomes (URLs in urls), as
+ * many at a time as it gets probe buffers, at most PROBE_PARALLEL. Returns
+ * the number that failed. */
 static size_t probe_reports(struct catalog *catalog, const char *account,
 			    struct probe_outcome *outcomes, char **urls,
 			    char **times, size_t count)
 {
 	struct fetch_job jobs[PROBE_PARALLEL];
+	size_t requested = count < PROBE_PARALLEL ? count : PROBE_PARALLEL;
+	size_t budget = take_probe_buffers(catalog, requested);
+	size_t parallel = budget > 0 ? budget : 1;
 	size_t failed = 0;
 	char *buffers;
 
-	buffers = malloc((size_t)PROBE_PARALLEL * CACHE_BLOCK_SIZE);
-	if (!buffers)
+	buffers = malloc(parallel * CACHE_BLOCK_SIZE);
+	if (!buffers) {
+		return_probe_buffers(catalog, budget);
 		return count;
-	for (size_t start = 0; start < count; start += PROBE_PARALLEL) {
-		size_t n = count - start < PROBE_PARALLEL ? count - start
-							  : PROBE_PARALLEL;
+	}
+	for (size_t start = 0; start < count; start += parallel) {
+		size_t n = count - start < parallel ? count - start : parallel;
 		size_t queued = 0;
 		size_t slot_of[PROBE_PARALLEL];
 
@@ -1806,8 +1839,7 @@ static size_t probe_reports(struct catalog *catalog, const char *account,
 			    buffers + queued * (size_t)CACHE_BLOCK_SIZE;
 			slot_of[queued++] = start + i;
 		}
-		fetch_many(catalog->options.fetch, jobs, queued,
-			   PROBE_PARALLEL);
+		fetch_many(catalog->options.fetch, jobs, queued, (int)parallel);
 		for (size_t q = 0; q < queued; q++) {
 			struct probe_outcome *outcome = &outcomes[slot_of[q]];
 
@@ -1827,6 +1859,7 @@ static size_t probe_reports(struct catalog *catalog, const char *account,
 		}
 	}
 	free(buffers);
+	return_probe_buffers(catalog, budget);
 	return failed;
 }
 

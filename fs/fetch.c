@@ -37,7 +37,7 @@
 #define FETCH_POLL_TIMEOUT_MS  1000
 /* Slice of a backoff sleep between checks for fetch_cancel(). */
 #define FETCH_SLEEP_SLICE_MS 50
-/* Connections an idle multi handle keeps open: more than any caller of
+/* Connections an idle multi handle keeps open: as many as any caller of
  * fetch_many() runs at once. */
 #define FETCH_MULTI_MAX_CONNECTS 16
 /* Byte positions and sizes at or above this are rejected as implausible, so
