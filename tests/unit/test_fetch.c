@@ -230,12 +230,15 @@ static void stop_nginx(void)
 	nginx_pid = -1;
 }
 
-/* Counts the requests for uri in the nginx access log. */
-static int count_logged_requests(const char *uri)
+/* Counts the requests for uri in the nginx access log and, unless
+ * connections is NULL, marks their connections in it: a set indexed by
+ * nginx's connection serial number, below max. Returns the count, or -1. */
+static int connections_of(const char *uri, bool *connections, long max)
 {
 	char path[1024];
 	char line[2048];
 	char logged_uri[1024];
+	long connection;
 	FILE *file;
 	int count = 0;
 
@@ -244,12 +247,22 @@ static int count_logged_requests(const char *uri)
 	if (!file)
 		return -1;
 	while (fgets(line, sizeof(line), file)) {
-		if (sscanf(line, "%*s %*s %1023s", logged_uri) == 1 &&
-		    strcmp(logged_uri, uri) == 0)
-			count++;
+		if (sscanf(line, "%ld %*s %1023s", &connection, logged_uri) !=
+			2 ||
+		    strcmp(logged_uri, uri) != 0)
+			continue;
+		if (connections && connection >= 0 && connection < max)
+			connections[connection] = true;
+		count++;
 	}
 	fclose(file);
 	return count;
+}
+
+/* Counts the requests for uri in the nginx access log. */
+static int count_logged_requests(const char *uri)
+{
+	return connections_of(uri, NULL, 0);
 }
 
 /* Counts the requests for uri in the nginx access log, waiting up to a
@@ -289,35 +302,6 @@ static int last_two_connections(long *previous, long *last)
 	}
 	fclose(file);
 	return lines >= 2 ? 0 : -1;
-}
-
-/* Stores in connections (a set indexed by nginx's connection serial number,
- * below max) the connections of the logged requests for uri. Returns how
- * many requests there were, or -1. */
-static int connections_of(const char *uri, bool *connections, long max)
-{
-	char path[1024];
-	char line[2048];
-	char logged_uri[1024];
-	long connection;
-	FILE *file;
-	int count = 0;
-
-	snprintf(path, sizeof(path), "%s/access.log", test_dir);
-	file = fopen(path, "r");
-	if (!file)
-		return -1;
-	while (fgets(line, sizeof(line), file)) {
-		if (sscanf(line, "%ld %*s %1023s", &connection, logged_uri) !=
-			2 ||
-		    strcmp(logged_uri, uri) != 0)
-			continue;
-		if (connection >= 0 && connection < max)
-			connections[connection] = true;
-		count++;
-	}
-	fclose(file);
-	return count;
 }
 
 /* The scripted server: one thread per connection, one response per
