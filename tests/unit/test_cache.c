@@ -193,7 +193,14 @@ static void test_crc32c(void)
  * alignment, the unaligned head and tail included. */
 static void test_crc32c_paths_agree(void)
 {
-	static unsigned char data[4096 + 16];
+	/* Room for inputs long enough for the three-lane path, several
+	 * stripes of it, and what is left after the last stripe. */
+	static unsigned char data[5 * 3 * 4096 + 4096];
+	static const size_t long_lengths[] = {
+	    3 * 4096 - 1,	 3 * 4096,     3 * 4096 + 1,
+	    3 * 4096 + 4095,	 2 * 3 * 4096, 5 * 3 * 4096 + 100,
+	    5 * 3 * 4096 + 4080,
+	};
 	uint32_t seed = 12345;
 
 	for (size_t i = 0; i < sizeof(data); i++) {
@@ -207,6 +214,20 @@ static void test_crc32c_paths_agree(void)
 			    cache_crc32c_portable(7, data + start, length));
 	CHECK_INT_EQ(cache_crc32c(0, data + 3, 4096),
 		     cache_crc32c_portable(0, data + 3, 4096));
+	for (size_t i = 0; i < sizeof(long_lengths) / sizeof(long_lengths[0]);
+	     i++) {
+		for (size_t start = 0; start < 16; start += 5) {
+			size_t length = long_lengths[i];
+
+			CHECK_INT_EQ(cache_crc32c(0x5eed, data + start, length),
+				     cache_crc32c_portable(0x5eed, data + start,
+							   length));
+		}
+	}
+	/* A long input checksummed in two pieces gives the whole's value. */
+	CHECK_INT_EQ(cache_crc32c(cache_crc32c(0, data, 4 * 4096 + 5),
+				  data + 4 * 4096 + 5, 9 * 4096),
+		     cache_crc32c_portable(0, data, 13 * 4096 + 5));
 }
 
 static void test_meta_round_trip(void)
@@ -428,6 +449,40 @@ static void test_corrupted_block(void)
 	CHECK(cache_entry_has_block(entry, 2));
 	cache_entry_release(entry);
 	cache_close(cache);
+	free(out);
+}
+
+/* A damaged byte inside the range asked for, which is read straight into
+ * the caller's buffer, is caught as one outside it is. */
+static void test_corrupted_requested_range(void)
+{
+	char dir[600];
+	char path[1024];
+	struct cache *cache =
+	    open_cache(new_cache_dir(dir, sizeof(dir)), 10 * BLOCK);
+	struct cache_entry *entry;
+	unsigned char *expected = malloc(BLOCK);
+	unsigned char *out = malloc(BLOCK);
+
+	store_report(cache, "r", 2 * BLOCK + 10, 20);
+	cache_close(cache);
+	entry_file(path, sizeof(path), dir, "r", "data");
+	corrupt_byte(path, BLOCK + 300);
+	corrupt_byte(path, 2 * BLOCK + 9);
+	cache = open_cache(dir, 10 * BLOCK);
+	CHECK_INT_EQ(cache_entry_open(cache, "r", &entry), 0);
+	CHECK_INT_EQ(cache_entry_read(entry, BLOCK + 200, 200, out), -ENOENT);
+	CHECK(!cache_entry_has_block(entry, 1));
+	CHECK_INT_EQ(cache_entry_read(entry, 2 * BLOCK, 10, out), -ENOENT);
+	CHECK(!cache_entry_has_block(entry, 2));
+	/* The whole of an intact block comes back exact. */
+	fill_block(expected, BLOCK, 20);
+	memset(out, 0, BLOCK);
+	CHECK_INT_EQ(cache_entry_read(entry, 0, BLOCK, out), BLOCK);
+	CHECK(memcmp(out, expected, BLOCK) == 0);
+	cache_entry_release(entry);
+	cache_close(cache);
+	free(expected);
 	free(out);
 }
 
@@ -988,6 +1043,7 @@ int main(void)
 	test_blocks();
 	test_empty_report();
 	test_corrupted_block();
+	test_corrupted_requested_range();
 	test_truncated_data();
 	test_damaged_index();
 	test_lru_eviction();
