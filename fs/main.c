@@ -52,6 +52,10 @@
  * threads and at 40 MiB with 10 (libfuse's default), and read faster on the
  * benchmark's 2 cores (docs/benchmarks.md). */
 #define MAX_LOOP_THREADS 10
+/* Allocations from this size up get their own mapping. */
+#define MALLOC_MMAP_BYTES (4 * 1024 * 1024)
+/* Free memory each heap keeps instead of giving it back. */
+#define MALLOC_KEEP_BYTES (16 * 1024 * 1024)
 
 struct options {
 	char *endpoint;
@@ -903,6 +907,14 @@ int main(int argc, char *argv[])
 	 * own, up to eight per core, and each heap keeps what was freed in
 	 * it. Two heaps share the freed buffers between the threads. */
 	mallopt(M_ARENA_MAX, 2);
+	/* libfuse allocates a buffer of up to 1 MiB for each read and frees
+	 * it after the reply. By default glibc returns such memory to the
+	 * kernel at once, so the next buffer is paged in and zeroed again.
+	 * Each heap now keeps up to MALLOC_KEEP_BYTES free. Setting the
+	 * trim threshold stops glibc from adjusting the mmap() threshold, so
+	 * that one is set here too. */
+	mallopt(M_MMAP_THRESHOLD, MALLOC_MMAP_BYTES);
+	mallopt(M_TRIM_THRESHOLD, MALLOC_KEEP_BYTES);
 	if (fuse_opt_parse(&args, &options, option_spec, handle_option) < 0) {
 		if (!options.bad_argument)
 			fprintf(stderr, "csipfs: error: invalid options\n");
