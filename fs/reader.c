@@ -29,8 +29,9 @@
 #define MAX_SHARED_ROUNDS 3
 /* Worker threads that fetch blocks ahead, shared by every open report. */
 #define READAHEAD_WORKERS 8
-/* The widest read-ahead window, in blocks. */
-#define READAHEAD_MAX_BLOCKS 16
+/* The widest read-ahead window, in blocks. It is wide so that a block held
+ * up by a lost packet does not stall a sequential reader over a slow link. */
+#define READAHEAD_MAX_BLOCKS 64
 /* Blocks queued for the workers, over every open report. */
 #define READAHEAD_MAX_QUEUED 64
 /* A read that starts at most this far before or after the end of the run
@@ -663,7 +664,7 @@ static unsigned note_read(struct reader *reader, uint64_t start, uint64_t end,
 	if (reader->run_reads >= 2) {
 		unsigned shift = reader->run_reads - 1;
 
-		window = shift >= 5 ? READAHEAD_MAX_BLOCKS : 1u << shift;
+		window = shift >= 16 ? READAHEAD_MAX_BLOCKS : 1u << shift;
 		if (window > READAHEAD_MAX_BLOCKS)
 			window = READAHEAD_MAX_BLOCKS;
 	}
