@@ -51,6 +51,12 @@ active_mounts_lock = threading.Lock()
 
 
 def pytest_configure(config):
+    # A shell without job control starts background commands with SIGINT
+    # ignored. csipfs would inherit that, and libfuse then leaves SIGINT
+    # alone, which fails the tests that stop csipfs with it. A Python
+    # handler is reset to the default at exec(), so csipfs gets the default.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     config.addinivalue_line(
         "markers",
         "time_limit(seconds): the test's time limit, instead of "
