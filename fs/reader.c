@@ -456,7 +456,9 @@ static void *run_ahead_jobs(void *unused)
 		if (!pool.head)
 			pool.tail = NULL;
 		pool.queued--;
-		skip = job->reader->closed;
+		/* Once the cache has refused a block of the report, the
+		 * blocks queued after it would only be thrown away. */
+		skip = job->reader->closed || job->reader->ahead_failed;
 		pthread_mutex_unlock(&pool.lock);
 
 		if (!skip && buf)
@@ -626,14 +628,20 @@ static void fetch_ahead(struct reader *reader, uint64_t index, char *buf)
 		 : cache_entry_store(reader->entry, index, buf, (size_t)length);
 	end_flight(file->key, index);
 	if (length >= 0 && rc < 0) {
+		bool first;
+
 		/* The cache is full or the report changed: blocks fetched
-		 * ahead would only be thrown away. */
-		log_debug("account %s: report %s: read-ahead stopped: "
-			  "caching block %" PRIu64 " failed: %s",
-			  file->account, file->report_id, index, strerror(-rc));
+		 * ahead would only be thrown away. Logged once per open, since
+		 * the other workers may fail the same way meanwhile. */
 		pthread_mutex_lock(&pool.lock);
+		first = !reader->ahead_failed;
 		reader->ahead_failed = true;
 		pthread_mutex_unlock(&pool.lock);
+		if (first)
+			log_debug("account %s: report %s: read-ahead stopped: "
+				  "caching block %" PRIu64 " failed: %s",
+				  file->account, file->report_id, index,
+				  strerror(-rc));
 	}
 }
 
