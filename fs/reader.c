@@ -456,7 +456,7 @@ static void *run_ahead_jobs(void *unused)
 		if (!pool.head)
 			pool.tail = NULL;
 		pool.queued--;
-		/* Once the cache has refused a block of the report, the
+		/* Once the cache has rejected a block of the report, the
 		 * blocks queued after it would only be thrown away. */
 		skip = job->reader->closed || job->reader->ahead_failed;
 		pthread_mutex_unlock(&pool.lock);
