@@ -884,6 +884,18 @@ static int run(struct fuse_args *args, struct options *options)
 		log_info("stopping on signal %d (%s)", rc, strsignal(rc));
 		rc = 0;
 	}
+	/* At unmount the kernel shuts the connection down, and the threads
+	 * blocked in read() on /dev/fuse get ENODEV, which ends the loop
+	 * normally. A thread that has just taken a request off the queue
+	 * gets ECONNABORTED instead (fuse_dev_do_read() in Linux), and
+	 * libfuse returns that as an error, but the mount is gone all the
+	 * same. */
+	if (rc == -ECONNABORTED) {
+		log_info("the kernel shut the FUSE connection of %s down while "
+			 "a request was being read",
+			 mountpoint);
+		rc = 0;
+	}
 	status = rc == 0 ? 0 : 1;
 	log_info("unmounted %s", mountpoint);
 out:
