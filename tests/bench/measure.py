@@ -19,6 +19,10 @@ class CommandError(Exception):
     """A timed command failed, timed out or could not start."""
 
 
+class TimeLimitError(CommandError):
+    """A timed command that ran over its time limit and was killed."""
+
+
 @dataclasses.dataclass
 class Command:
     """One program to run: its argv and the file for its stdout, or None
@@ -52,7 +56,7 @@ def run_timed(commands, timeout, env=None, stderr_path=None):
 
     The commands get stdin from /dev/null and stderr in stderr_path (or
     /dev/null). After timeout seconds every command still running is
-    killed and CommandError is raised. A status other than 0 is returned
+    killed and TimeLimitError is raised. A status other than 0 is returned
     in Timing.statuses, not raised.
     """
     processes = []
@@ -102,8 +106,8 @@ def run_timed(commands, timeout, env=None, stderr_path=None):
             output.close()
         stderr.close()
     if timed_out.is_set():
-        raise CommandError(f"{commands[0].argv[0]} did not finish within "
-                           f"{timeout} s and was killed")
+        raise TimeLimitError(f"{commands[0].argv[0]} did not finish within "
+                             f"{timeout} s and was killed")
     return Timing(seconds, statuses, cpu_seconds, peak_rss)
 
 

@@ -297,11 +297,20 @@ def workload_table(records, network, workload):
             if not all_runs:
                 continue
             runs = [r for r in all_runs if r["ok"]]
-            failed = len(all_runs) - len(runs)
-            count = f"{len(runs)}" + (f" ({failed} failed)" if failed else "")
+            over = [r for r in all_runs if r.get("over_time_limit")]
+            failed = len(all_runs) - len(runs) - len(over)
+            notes = []
+            if failed:
+                notes.append(f"{failed} failed")
+            if over:
+                notes.append(f"{len(over)} over the time limit")
+            count = f"{len(runs)}" + (f" ({', '.join(notes)})"
+                                      if notes else "")
+            seconds = _range([r["seconds"] for r in runs], digits=3)
+            if over and not runs:
+                seconds = f"over {over[0]['seconds']:.0f}"
             lines.append("| " + " | ".join([
-                case, contender, count,
-                _range([r["seconds"] for r in runs], digits=3),
+                case, contender, count, seconds,
                 _range([r["throughput"] for r in runs], MIB, 1),
                 _median_text([r["daemon_peak_rss_kib"] for r in runs], 1024),
                 _median_text([r["daemon_cpu_seconds"] for r in runs],
@@ -334,7 +343,9 @@ def _machine_lines(meta):
         f"- Date (UTC): {meta['date']}",
         *[f"- Command: `{command}`" for command in meta["commands"]],
         f"- Mode: {meta['mode']}, repetitions: {meta['reps']}, fio "
-        f"{meta['fio_seconds']} s per run",
+        f"{meta['fio_seconds']} s per run" +
+        (f", time limit {meta['timeout']} s per timed command"
+         if meta.get("timeout") else ""),
         f"- Machine: {machine['cpu']}, {machine['cores']} cores, "
         f"{machine['memory_gib']:.1f} GiB memory",
         f"- Kernel: {machine['kernel']}",

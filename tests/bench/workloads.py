@@ -58,6 +58,9 @@ class Runner:
         self.run_dir = Path(run_dir)
         self.settings = settings
         self.records = []
+        # (workload, contender) pairs that ran over the time limit. They
+        # are not run again, because every repetition would take as long.
+        self.over_time_limit = set()
         self.objects_dir = Path(emulator.state["objects_dir"])
         self.local = contenders.PlainLayout(self.objects_dir, manifest)
         self.factory = contenders.MountFactory(settings["csipfs"],
@@ -117,7 +120,7 @@ class Runner:
             "daemon_peak_rss_kib": None, "daemon_cpu_seconds": None,
             "client_cpu_seconds": None, "client_peak_rss_kib": None,
             "api_calls": {}, "store_requests": None, "store_bytes": None,
-            "extra": {},
+            "extra": {}, "over_time_limit": False,
         }
 
     def fail(self, record, message):
@@ -154,6 +157,11 @@ class Runner:
         try:
             timing = measure.run_timed(commands, self.settings["timeout"],
                                        env=self.env, stderr_path=stderr_path)
+        except measure.TimeLimitError as error:
+            record["over_time_limit"] = True
+            record["seconds"] = self.settings["timeout"]
+            self.over_time_limit.add((workload, contender))
+            self.fail(record, str(error))
         except measure.CommandError as error:
             self.fail(record, str(error))
         if mount is not None:
