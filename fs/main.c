@@ -629,6 +629,31 @@ static bool raise_readahead(struct mount_state *state)
 	return true;
 }
 
+/* Logs the stop signals that csipfs was started with ignored. libfuse
+ * installs its handler only for a signal at its default action, so such a
+ * signal does not stop csipfs. A shell without job control starts its
+ * background commands with SIGINT ignored. SIGHUP is left out, because
+ * nohup ignores it on purpose. */
+static void warn_ignored_signals(void)
+{
+	static const struct {
+		int number;
+		const char *name;
+	} signals[] = {{SIGINT, "SIGINT"}, {SIGTERM, "SIGTERM"}};
+
+	for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++) {
+		struct sigaction action;
+
+		if (sigaction(signals[i].number, NULL, &action) != 0 ||
+		    action.sa_handler != SIG_IGN)
+			continue;
+		log_warning("%s was ignored when csipfs started, so it will "
+			    "not stop csipfs; unmount with fusermount3 -u or "
+			    "send another signal",
+			    signals[i].name);
+	}
+}
+
 /* Raises the kernel's read-ahead once INIT is done, and waits for the FUSE
  * session to end, by a signal or an unmount, and then cancels the
  * downloads, API calls and waits in flight. The loop waits for every
@@ -857,6 +882,7 @@ static int run(struct fuse_args *args, struct options *options)
 		goto out;
 	if (!options->foreground)
 		log_use_syslog();
+	warn_ignored_signals();
 	if (fuse_set_signal_handlers(fuse_get_session(state.fuse)) != 0)
 		goto out;
 	state.signals = true;

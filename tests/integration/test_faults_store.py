@@ -465,6 +465,29 @@ def test_signal_stops_in_flight_reads(mount, emulator, manifest, store,
     assert data == source[:2 * BLOCK_SIZE]
 
 
+def test_ignored_sigint_logged(mount):
+    """A shell without job control starts background commands with SIGINT
+    ignored, and libfuse then leaves SIGINT alone. csipfs logs that at
+    start-up, keeps running on SIGINT and still stops on an unmount."""
+    ignored = mount()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ignored.start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    ignored.process.send_signal(signal.SIGINT)
+    time.sleep(1)
+    assert ignored.process.poll() is None, "SIGINT stopped csipfs"
+    ignored.stop()
+    log = ignored.log_text()
+    assert "SIGINT was ignored when csipfs started" in log
+    assert "SIGTERM was ignored" not in log
+
+    with mount() as default:
+        pass
+    assert "was ignored when csipfs started" not in default.log_text()
+
+
 @pytest.mark.time_limit(90)
 def test_lazy_unmount_during_reads(mount, emulator, manifest, store,
                                    tmp_path):
