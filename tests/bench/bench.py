@@ -41,9 +41,9 @@ NOTES = BENCH_DIR / "notes.md"
 JSON_NAME = "benchmarks.json"
 MARKDOWN_NAME = "benchmarks.md"
 NETWORKS = ("loopback", "wan")
-# Seconds a timed command of a full run may take. The slowest csipfs run,
-# a cold ls -lR over the 20 ms link, takes about 35 s. rclone's would take
-# over 200 s there, because it sends 10,103 requests one after another.
+# Seconds a timed command of a full run may take: twice the slowest run
+# seen on a 2-core machine, httpdirfs's first rsync over the 20 ms link
+# (73 s). A contender that hangs then costs minutes, not an hour.
 FULL_TIMEOUT = 150
 
 # The smoke run has to finish within two minutes, so under wan it runs
