@@ -17,9 +17,16 @@
 
 typedef ssize_t read_function(int fd, void *buf, size_t count);
 
+static read_function *next_read;
 static atomic_bool replaced;
 
-static int is_fuse_device(int fd)
+/* Looks up libc's read() once, before any thread of the daemon starts. */
+__attribute__((constructor)) static void find_next_read(void)
+{
+	next_read = (read_function *)dlsym(RTLD_NEXT, "read");
+}
+
+static bool is_fuse_device(int fd)
 {
 	struct stat st;
 
@@ -29,12 +36,9 @@ static int is_fuse_device(int fd)
 
 ssize_t read(int fd, void *buf, size_t count)
 {
-	static read_function *next_read;
 	ssize_t result;
 	int saved;
 
-	if (!next_read)
-		next_read = (read_function *)dlsym(RTLD_NEXT, "read");
 	if (!next_read) {
 		errno = ENOSYS;
 		return -1;
